@@ -1,0 +1,554 @@
+//! What [`crate::decide`] reads and writes: the checkpoint of a run, the events that move it,
+//! the commands it emits for its host and the history entries it appends.
+//!
+//! A checkpoint stays small whatever the fan-out: a `for_each` keeps counters, the items in
+//! flight (at most its concurrency) and a bounded list of failures, never one entry per item.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Failures of a `for_each` kept with their item; beyond this only the count grows.
+pub const MAX_RECORDED_ITEM_FAILURES: usize = 32;
+/// Operator events remembered to recognise a redelivery.
+pub const RECENT_EVENT_IDS: usize = 32;
+
+pub type Timestamp = DateTime<Utc>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Paused,
+    Compensating,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Compensated,
+    Cancelled,
+    NeedsAttention,
+}
+
+impl RunStatus {
+    /// Whether the run is over: nothing is dispatched after a terminal status.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed
+                | RunStatus::CompletedWithErrors
+                | RunStatus::Failed
+                | RunStatus::Compensated
+                | RunStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Compensating => "compensating",
+            RunStatus::Completed => "completed",
+            RunStatus::CompletedWithErrors => "completed_with_errors",
+            RunStatus::Failed => "failed",
+            RunStatus::Compensated => "compensated",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::NeedsAttention => "needs_attention",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started: its dependencies have not all finished.
+    Pending,
+    /// Waiting on a timer: a `wait`, a retry backoff or a loop's delay.
+    Waiting,
+    /// An attempt (or, for `for_each`, items) in flight.
+    Running,
+    Succeeded,
+    /// Failed for good: its retries are spent.
+    Failed,
+    /// Not run: its condition was false, an upstream step failed, or an operator skipped it.
+    Skipped,
+    /// Stopped before it finished because the run was cancelled or rolled back.
+    Cancelled,
+    Compensating,
+    Compensated,
+    /// Its compensation failed for good; the run needs attention.
+    CompensationFailed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Compensating => "compensating",
+            StepStatus::Compensated => "compensated",
+            StepStatus::CompensationFailed => "compensation_failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its `when` was false: dependents still run.
+    Condition,
+    /// An operator skipped it: dependents still run.
+    Operator,
+    /// A step it depends on failed (or was skipped for that reason): dependents are skipped too.
+    UpstreamFailed,
+}
+
+/// Why an attempt failed. `name` is stable and what retry policies match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    pub name: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn terminal(name: &str, message: impl Into<String>) -> Self {
+        StepError {
+            name: name.to_owned(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(name: &str, message: impl Into<String>) -> Self {
+        StepError {
+            name: name.to_owned(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// The timer a step waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// The step's `wait`.
+    Wait,
+    /// The pause before a retry.
+    Backoff,
+    /// The pause between two loop iterations.
+    LoopDelay,
+    /// An attempt's deadline.
+    Timeout,
+    /// The pause before a compensation is retried.
+    CompensationBackoff,
+}
+
+/// A timer, named by what it is for; firing one that no longer matches the state is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u32>,
+    pub attempt: u32,
+}
+
+/// One item of a fan-out, or the step itself, in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemRun {
+    pub index: u32,
+    pub attempt: u32,
+    /// Waiting on a backoff timer rather than running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backoff: bool,
+    /// The backoff timer fired while the run was paused: dispatch on resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub due: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFailure {
+    pub index: u32,
+    pub error: StepError,
+}
+
+/// The evaluated item list of a `for_each`, kept in memory only: it is derived from the input
+/// and upstream outputs, so after a reload it is evaluated again (with the step's start time as
+/// `now`) instead of living in the checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ItemsCache(pub(crate) Option<Arc<Vec<Value>>>);
+
+impl PartialEq for ItemsCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Counters of a `for_each`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub total: u32,
+    /// Items dispatched so far are `0..next`.
+    pub next: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub retries: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<ItemRun>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ItemFailure>,
+    /// More items failed than `failures` lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failures_truncated: bool,
+    /// Too many items failed: no new item is dispatched.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tripped: bool,
+    #[serde(skip)]
+    pub(crate) items: ItemsCache,
+}
+
+/// The undoing of one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompensationState {
+    pub attempt: u32,
+    /// For a `for_each`: items compensated (or dispatched) so far are `0..next`.
+    pub next: u32,
+    pub done: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<ItemRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backoff: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub due: bool,
+}
+
+/// The state of one step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub id: String,
+    pub status: StepStatus,
+    /// The current attempt of the current iteration (1-based; 0 before the first).
+    pub attempt: u32,
+    /// Loop iteration (1-based; 0 when the step has no loop or has not started).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iteration: u32,
+    /// Retries spent in all (attempts beyond the first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
+    /// The timer the step waits on, when `Waiting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<TimerKind>,
+    /// That timer fired while the run was paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub due: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan: Option<Box<FanOut>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<Box<CompensationState>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl StepState {
+    pub fn new(id: &str) -> Self {
+        StepState {
+            id: id.to_owned(),
+            status: StepStatus::Pending,
+            attempt: 0,
+            iteration: 0,
+            retries: 0,
+            skip_reason: None,
+            timer: None,
+            due: false,
+            output: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            fan: None,
+            compensation: None,
+        }
+    }
+}
+
+/// A step failure that decided the run's fate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u32>,
+    pub error: StepError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackReason {
+    /// A step failed for good under a rollback policy.
+    Failure,
+    /// An operator asked for it.
+    Operator,
+    /// The run was cancelled with compensation.
+    Cancel,
+}
+
+/// A rollback under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    pub reason: RollbackReason,
+    /// Selective: compensate this step and what follows it, then pause here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// Everything decide() needs to know about a run between two events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub execution_id: String,
+    pub workflow_id: String,
+    pub version: u32,
+    pub status: RunStatus,
+    pub input: Value,
+    /// Events applied so far; the history entry of the next one gets this number plus one.
+    pub seq: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub steps: Vec<StepState>,
+    /// The step the run is paused at (a failure under `pause`, or a selective rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+    /// The first failure that decided the run's fate, kept whatever happens next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// A compensation that failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation_error: Option<RunError>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_events: Vec<String>,
+}
+
+/// An event, with the id that makes applying it twice harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    /// Who caused it: `engine`, an action host, an operator's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(id: impl Into<String>, kind: EventKind) -> Self {
+        Event {
+            id: id.into(),
+            actor: None,
+            kind,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Started,
+    StepSucceeded {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        output: Value,
+    },
+    StepFailed {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        error: StepError,
+    },
+    CompensationSucceeded {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+    },
+    CompensationFailed {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        error: StepError,
+    },
+    TimerFired {
+        timer: Timer,
+    },
+    Pause,
+    Resume,
+    Cancel {
+        compensate: bool,
+    },
+    RetryStep {
+        step: String,
+    },
+    SkipStep {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+    Rollback {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// Events an operator sends; the rest are recognised as duplicates by the state itself.
+    fn is_operator(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Pause
+                | EventKind::Resume
+                | EventKind::Cancel { .. }
+                | EventKind::RetryStep { .. }
+                | EventKind::SkipStep { .. }
+                | EventKind::Rollback { .. }
+        )
+    }
+
+    pub(crate) fn needs_id_check(&self) -> bool {
+        self.is_operator() || matches!(self, EventKind::Started)
+    }
+}
+
+/// What the host must do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Run an action attempt. The key is `execution/step/item/attempt` (`-` without an item;
+    /// for a loop the item is the iteration): the same key means the same attempt.
+    RunStep {
+        key: String,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        action: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<crate::Duration>,
+    },
+    /// Undo a step (or one item of it). `builtin` asks the action for its own compensation;
+    /// otherwise `action` runs forward with `input`. `forward_key` is the attempt being undone
+    /// (for an item: its key without the attempt, `execution/step/item`).
+    RunCompensation {
+        key: String,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        action: String,
+        builtin: bool,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+        forward_key: String,
+    },
+    /// Deliver `TimerFired { timer }` at `at` (or at once if `at` has passed).
+    ScheduleTimer { timer: Timer, at: Timestamp },
+    /// The run reached a terminal status (or needs attention).
+    Finish {
+        status: RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<RunError>,
+    },
+    /// A figure for the host's metrics.
+    EmitMetric {
+        name: String,
+        value: f64,
+        unit: String,
+    },
+}
+
+/// One change a transition made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum Change {
+    Run {
+        from: RunStatus,
+        to: RunStatus,
+    },
+    Step {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        from: StepStatus,
+        to: StepStatus,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<StepError>,
+    },
+    /// An attempt (or item) dispatched, retried or finished without the step changing status.
+    Attempt {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<u32>,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<StepError>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Dispatched,
+    Succeeded,
+    RetryScheduled,
+    Failed,
+    CompensationDispatched,
+    Compensated,
+    CompensationRetryScheduled,
+    CompensationFailed,
+}
+
+/// The record of one applied event: when, what arrived, what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub seed: u64,
+    pub event: Event,
+    pub changes: Vec<Change>,
+}
+
+/// What decide() returns: the new checkpoint, the commands and, unless the event was a
+/// duplicate or stale (then nothing changed), the history entry to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub checkpoint: Checkpoint,
+    pub commands: Vec<Command>,
+    pub history: Option<HistoryEntry>,
+}
