@@ -58,7 +58,7 @@ fn checked(file: &Path, read: &ReadFile, actions: &ActionRegistry, report: &mut 
         Loaded::Valid(_) => {}
         Loaded::Invalid(problems) => {
             for p in problems {
-                report.err(format!("{}: {p}", file.display()));
+                report.err(one_line(&format!("{}: {p}", file.display())));
             }
             report.fail(Status::Invalid);
         }
@@ -68,6 +68,12 @@ fn checked(file: &Path, read: &ReadFile, actions: &ActionRegistry, report: &mut 
         }
     }
     loaded
+}
+
+/// Keeps one problem per line (for grep and editors' problem matchers): an expression quoted
+/// in a message may hold a line break, shown escaped as it is written in JSON.
+fn one_line(text: &str) -> String {
+    text.replace('\r', "\\r").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -129,6 +135,17 @@ mod tests {
         let err = report.text(Stream::Err);
         assert!(err.contains("bad.json: $.steps[0]"), "{err}");
         assert!(err.contains("missing.json: cannot read the file"), "{err}");
+    }
+
+    #[test]
+    fn a_problem_stays_on_one_line_even_when_it_quotes_a_line_break() {
+        let def = r#"{"id":"w","name":"W","kind":"custom","steps":[
+            {"id":"a","action":"notify","input":{"text":"${'a\nb'}"}}]}"#;
+        let report = validate_paths(&["w.json"], &files(&[("w.json", def)]));
+        assert_eq!(report.status(), Status::Invalid);
+        let err = report.text(Stream::Err);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("'a\\nb'"), "{err}");
     }
 
     #[test]
