@@ -124,6 +124,12 @@ impl StepView for View<'_> {
     }
 }
 
+/// `now + d`, saturating at the end of time instead of overflowing.
+fn later(now: Timestamp, d: crate::Duration) -> Timestamp {
+    now.checked_add_signed(d.chrono())
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
 fn dep_ok(st: &StepState) -> Option<bool> {
     match st.status {
         StepStatus::Succeeded => Some(true),
@@ -202,7 +208,7 @@ impl Machine<'_> {
         attempt: u32,
         after: crate::Duration,
     ) {
-        let at = self.now + after.chrono();
+        let at = later(self.now, after);
         self.commands.push(Command::ScheduleTimer {
             timer: Timer {
                 kind,
@@ -1043,7 +1049,7 @@ impl Machine<'_> {
     fn wake_at(&self, wait: &CompiledWait) -> Result<Timestamp, StepError> {
         let bad = |m: String| StepError::terminal("WaitError", m);
         match wait {
-            CompiledWait::For(d) => Ok(self.now + d.chrono()),
+            CompiledWait::For(d) => Ok(later(self.now, *d)),
             CompiledWait::Until {
                 instant,
                 offset,
@@ -1068,7 +1074,7 @@ impl Machine<'_> {
                     }
                 };
                 let base = instant.eval(&scope).map_err(|e| {
-                    let t = Template::Expr(Box::new(instant.clone()));
+                    let t = Template::Expr(instant.clone());
                     let se = self.expression_error(&t, e);
                     bad(se.message)
                 })?;
@@ -1392,15 +1398,14 @@ impl Machine<'_> {
         if self.cs(j).compensation.is_none() || !self.in_scope(j) {
             return false;
         }
-        let did_something = match st.status {
+        match st.status {
             StepStatus::Succeeded => st.fan.as_ref().is_none_or(|f| f.succeeded > 0),
             StepStatus::Failed | StepStatus::Cancelled => {
                 st.fan.as_ref().is_some_and(|f| f.succeeded > 0)
             }
             StepStatus::Compensating => true,
             _ => false,
-        };
-        did_something
+        }
     }
 
     fn advance_compensation(&mut self) {

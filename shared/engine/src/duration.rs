@@ -56,7 +56,8 @@ impl Duration {
     /// Whether this is a whole number of days, the unit calendar arithmetic works in.
     pub fn whole_days(self) -> Option<i64> {
         let ms = self.0.as_millis();
-        (ms % 86_400_000 == 0).then(|| i64::try_from(ms / 86_400_000).unwrap_or(i64::MAX))
+        ms.is_multiple_of(86_400_000)
+            .then(|| i64::try_from(ms / 86_400_000).unwrap_or(i64::MAX))
     }
 }
 

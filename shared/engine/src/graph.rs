@@ -135,8 +135,9 @@ fn node(step: &Step) -> String {
     }
 }
 
+/// Mermaid reserves some words (`end`, `graph`, ...): every node id gets a prefix.
 fn node_id(id: &str) -> String {
-    id.replace('-', "_")
+    format!("s_{}", id.replace('-', "_"))
 }
 
 fn escape(text: &str) -> String {
@@ -164,10 +165,13 @@ mod tests {
         .expect("parses");
         let g = mermaid(&def);
         assert!(g.starts_with("flowchart TD\n"));
-        assert!(g.contains("a --> c"), "{g}");
-        assert!(g.contains("a -->|\"when input.x #gt; 1\"| b"), "{g}");
-        assert!(g.contains("c -->|\"loop until true (max 3)\"| c"), "{g}");
-        assert!(g.contains("a -.->|compensate| a__undo"), "{g}");
-        assert!(g.contains("d[[\""), "{g}");
+        assert!(g.contains("s_a --> s_c"), "{g}");
+        assert!(g.contains("s_a -->|\"when input.x #gt; 1\"| s_b"), "{g}");
+        assert!(
+            g.contains("s_c -->|\"loop until true (max 3)\"| s_c"),
+            "{g}"
+        );
+        assert!(g.contains("s_a -.->|compensate| s_a__undo"), "{g}");
+        assert!(g.contains("s_d[[\""), "{g}");
     }
 }

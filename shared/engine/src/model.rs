@@ -270,9 +270,17 @@ pub enum Trigger {
         expression: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         time_zone: Option<String>,
+        /// The input of each run it starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
     },
     /// Every so often.
-    Rate { every: Duration },
+    Rate {
+        every: Duration,
+        /// The input of each run it starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+    },
     /// Relative to a date of an event record, e.g. 14, 7 and 1 days before `starts_at`.
     EventRelative {
         /// The event record's field holding the date (`starts_at`, `ends_at`).

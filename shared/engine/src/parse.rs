@@ -43,7 +43,7 @@ pub fn parse_definition(text: &str, format: Format) -> Result<Definition, ParseE
             ),
         });
     }
-    let result = match format {
+    match format {
         Format::Json => {
             let mut de = serde_json::Deserializer::from_str(text);
             serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -64,8 +64,7 @@ pub fn parse_definition(text: &str, format: Format) -> Result<Definition, ParseE
                 message: e.into_inner().to_string(),
             })
         }
-    };
-    result
+    }
 }
 
 fn path_of(path: &serde_path_to_error::Path) -> String {

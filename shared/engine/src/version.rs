@@ -25,6 +25,8 @@ pub const MAX_NESTING: usize = 32;
 pub const MAX_CONCURRENCY: u32 = 1000;
 pub const MAX_ITERATIONS: u32 = 10_000;
 pub const MAX_ATTEMPTS: u32 = 100;
+/// The longest duration anywhere in a definition: ten years.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
 
 /// What an action declares about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +107,7 @@ pub enum TimeZone {
 pub enum CompiledWait {
     For(Duration),
     Until {
-        instant: Expr,
+        instant: Box<Expr>,
         offset: Option<Offset>,
         at: Option<NaiveTime>,
         time_zone: TimeZone,
@@ -362,6 +364,12 @@ impl<'a> Compiler<'a> {
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, step) in def.steps.iter().enumerate() {
             if let Some(g) = &step.parallel_group {
+                if !is_step_id(g) {
+                    self.problem(
+                        format!("$.steps[{i}].parallel_group"),
+                        format!("`{g}` is not a group name: use lower case letters, digits and `_`, starting with a letter"),
+                    );
+                }
                 if index.contains_key(g.as_str()) {
                     self.problem(
                         format!("$.steps[{i}].parallel_group"),
@@ -385,7 +393,17 @@ impl<'a> Compiler<'a> {
                 let targets: Vec<usize> = if let Some(&d) = index.get(dep) {
                     vec![d]
                 } else if let Some(members) = groups.get(dep.as_str()) {
-                    members.iter().copied().filter(|&m| m != i).collect()
+                    if members.contains(&i) {
+                        self.problem(
+                            &path,
+                            format!(
+                                "step `{}` depends on its own parallel group `{dep}`",
+                                step.id
+                            ),
+                        );
+                        continue;
+                    }
+                    members.clone()
                 } else {
                     self.problem(
                         path,
@@ -504,6 +522,7 @@ impl<'a> Compiler<'a> {
                 Trigger::Cron {
                     expression,
                     time_zone,
+                    ..
                 } => {
                     let fields = expression.split_whitespace().count();
                     if fields != 5 {
@@ -513,12 +532,17 @@ impl<'a> Compiler<'a> {
                                 "`{expression}` has {fields} fields; a cron expression has 5: minute hour day-of-month month day-of-week"
                             ),
                         );
+                    } else if let Err(e) = expression.parse::<croner::Cron>() {
+                        self.problem(
+                            format!("{path}.expression"),
+                            format!("`{expression}` is not a valid cron expression: {e}"),
+                        );
                     }
                     if let Some(tz) = time_zone {
                         self.time_zone(tz, format!("{path}.time_zone"));
                     }
                 }
-                Trigger::Rate { every } => {
+                Trigger::Rate { every, .. } => {
                     if every.as_millis() < 60_000 {
                         self.problem(
                             format!("{path}.every"),
@@ -558,10 +582,22 @@ impl<'a> Compiler<'a> {
                             format!("`{workflow}` is not a workflow id"),
                         );
                     }
-                    if let Some(when) = when
-                        && let Err(e) = Expr::compile(when)
-                    {
-                        self.problem(format!("{path}.when"), e.to_string());
+                    if let Some(when) = when {
+                        match Expr::compile(when) {
+                            Err(e) => self.problem(format!("{path}.when"), e.to_string()),
+                            Ok(e) => {
+                                let reads = e.reads();
+                                let stray = reads.unknown.iter().find(|n| n.as_str() != "output");
+                                if let Some(name) = stray.or(reads.steps.keys().next()) {
+                                    self.problem(
+                                        format!("{path}.when"),
+                                        format!(
+                                            "`{when}` names `{name}`; a completion condition reads only `output` (the other run's output)"
+                                        ),
+                                    );
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -594,7 +630,20 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    fn duration(&mut self, d: Option<Duration>, path: String) {
+        if let Some(d) = d
+            && d > MAX_DURATION
+        {
+            self.problem(
+                path,
+                format!("`{d}` is longer than the limit of {MAX_DURATION}"),
+            );
+        }
+    }
+
     fn retry(&mut self, r: &RetryPolicy, path: &str) {
+        self.duration(Some(r.initial_interval), format!("{path}.initial_interval"));
+        self.duration(Some(r.max_interval), format!("{path}.max_interval"));
         if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
             self.problem(
                 format!("{path}.max_attempts"),
@@ -710,12 +759,13 @@ impl<'a> Compiler<'a> {
         if let Some(action) = &step.action {
             if self.actions.get(action).is_none() {
                 let names: Vec<&str> = self.actions.specs().map(|s| s.name.as_str()).collect();
+                let mut hint = suggest(action, names.iter().copied());
+                if hint.is_empty() {
+                    hint = format!("; the actions are: {}", names.join(", "));
+                }
                 self.problem(
                     format!("{path}.action"),
-                    format!(
-                        "`{action}` is not an action this host offers{}",
-                        suggest(action, names.iter().copied())
-                    ),
+                    format!("`{action}` is not an action this host offers{hint}"),
                 );
             }
         } else if step.wait.is_none() {
@@ -826,6 +876,15 @@ impl<'a> Compiler<'a> {
         if let Some(r) = &step.retry {
             self.retry(r, &format!("{path}.retry"));
         }
+        self.duration(step.timeout, format!("{path}.timeout"));
+        self.duration(
+            step.repeat.as_ref().and_then(|l| l.delay),
+            format!("{path}.loop.delay"),
+        );
+        self.duration(
+            step.wait.as_ref().and_then(|w| w.duration),
+            format!("{path}.wait.duration"),
+        );
         if step.timeout.is_some_and(|t| t == Duration::ZERO) {
             self.problem(
                 format!("{path}.timeout"),
@@ -867,8 +926,12 @@ impl<'a> Compiler<'a> {
                 }
             },
         };
+        let always_false = |w: &str| match classify(w) {
+            TemplateString::Expr(inner) => inner.trim() == "false",
+            _ => w.trim() == "false",
+        };
         if let Some(w) = &step.when
-            && w.trim() == "false"
+            && always_false(w)
         {
             self.problem(
                 format!("{path}.when"),
@@ -1011,7 +1074,7 @@ impl<'a> Compiler<'a> {
                     },
                 };
                 Some(CompiledWait::Until {
-                    instant: instant?,
+                    instant: Box::new(instant?),
                     offset: w.offset,
                     at,
                     time_zone: time_zone?,

@@ -36,18 +36,46 @@ fn every_problem_is_reported_at_once() {
         {"id": "d", "action": "act", "depends_on": ["ghost"]},
         {"id": "e", "action": "act", "when": "input.x >"}
     ])));
-    let cycle = p.iter().find(|p| p.message.contains("form a cycle")).expect("cycle");
-    assert!(cycle.message.contains("`a`") && cycle.message.contains("`b`") && cycle.message.contains("`c`"), "{cycle}");
-    assert!(find(&p, "$.steps[3].action").message.contains("`nope` is not an action"));
-    assert!(find(&p, "$.steps[4].id").message.contains("already used by $.steps[3]"));
-    assert!(find(&p, "$.steps[4].depends_on[0]").message.contains("`ghost` is neither a step"));
-    assert!(find(&p, "$.steps[5].when").message.contains("does not parse as CEL"));
+    let cycle = p
+        .iter()
+        .find(|p| p.message.contains("form a cycle"))
+        .expect("cycle");
+    assert!(
+        cycle.message.contains("`a`")
+            && cycle.message.contains("`b`")
+            && cycle.message.contains("`c`"),
+        "{cycle}"
+    );
+    assert!(
+        find(&p, "$.steps[3].action")
+            .message
+            .contains("`nope` is not an action")
+    );
+    assert!(
+        find(&p, "$.steps[4].id")
+            .message
+            .contains("already used by $.steps[3]")
+    );
+    assert!(
+        find(&p, "$.steps[4].depends_on[0]")
+            .message
+            .contains("`ghost` is neither a step")
+    );
+    assert!(
+        find(&p, "$.steps[5].when")
+            .message
+            .contains("does not parse as CEL")
+    );
 }
 
 #[test]
 fn unknown_actions_get_a_suggestion() {
     let p = problems(wf(json!([{"id": "a", "action": "email.sned"}])));
-    assert!(find(&p, "$.steps[0].action").message.contains("did you mean `email.send`?"));
+    assert!(
+        find(&p, "$.steps[0].action")
+            .message
+            .contains("did you mean `email.send`?")
+    );
 }
 
 #[test]
@@ -59,10 +87,26 @@ fn expressions_may_only_read_upstream_steps() {
         {"id": "d", "action": "act", "input": {"v": "${foo + 1}"}},
         {"id": "e", "action": "act", "input": {"v": "${item}"}}
     ])));
-    assert!(find(&p, "$.steps[0].input.v").message.contains("does not come before this step"));
-    assert!(find(&p, "$.steps[2].input.v").message.contains("`zz`, which does not exist"));
-    assert!(find(&p, "$.steps[3].input.v").message.contains("names `foo`, which is not defined"));
-    assert!(find(&p, "$.steps[4].input.v").message.contains("only in a step with for_each"));
+    assert!(
+        find(&p, "$.steps[0].input.v")
+            .message
+            .contains("does not come before this step")
+    );
+    assert!(
+        find(&p, "$.steps[2].input.v")
+            .message
+            .contains("`zz`, which does not exist")
+    );
+    assert!(
+        find(&p, "$.steps[3].input.v")
+            .message
+            .contains("names `foo`, which is not defined")
+    );
+    assert!(
+        find(&p, "$.steps[4].input.v")
+            .message
+            .contains("only in a step with for_each")
+    );
 }
 
 #[test]
@@ -72,9 +116,20 @@ fn a_compensation_needs_an_action_that_can_undo() {
         {"id": "b", "action": "act", "compensate": {"action": "undoable", "input": {"id": "${steps.b.output.id}"}}},
         {"id": "w", "wait": {"duration": "1d"}, "compensate": true}
     ])));
-    assert!(find(&p, "$.steps[0].compensate").message.contains("declares no compensation"));
-    assert!(!p.iter().any(|p| p.path.starts_with("$.steps[1]")), "{p:#?}");
-    assert!(find(&p, "$.steps[2].compensate").message.contains("nothing to compensate"));
+    assert!(
+        find(&p, "$.steps[0].compensate")
+            .message
+            .contains("declares no compensation")
+    );
+    assert!(
+        !p.iter().any(|p| p.path.starts_with("$.steps[1]")),
+        "{p:#?}"
+    );
+    assert!(
+        find(&p, "$.steps[2].compensate")
+            .message
+            .contains("nothing to compensate")
+    );
 }
 
 #[test]
@@ -87,24 +142,64 @@ fn loops_fan_outs_and_waits_need_what_they_need() {
         {"id": "e", "wait": {"until": "input.at", "time_zone": "Mars/Olympus"}},
         {"id": "f"}
     ])));
-    assert!(find(&p, "$.steps[0].loop.max_iterations").message.contains("between 1 and"));
-    assert!(find(&p, "$.steps[0].loop.until").message.contains("until is empty"));
-    assert!(find(&p, "$.steps[1].for_each.concurrency").message.contains("between 1 and"));
-    assert!(find(&p, "$.steps[1].for_each.tolerated_failure").message.contains("share between 0"));
-    assert!(find(&p, "$.steps[2]").message.contains("both for_each and loop"));
-    assert!(find(&p, "$.steps[3].wait").message.contains("needs a duration"));
-    assert!(find(&p, "$.steps[4].wait.time_zone").message.contains("not an IANA time zone"));
-    assert!(find(&p, "$.steps[5]").message.contains("neither an action nor a wait"));
+    assert!(
+        find(&p, "$.steps[0].loop.max_iterations")
+            .message
+            .contains("between 1 and")
+    );
+    assert!(
+        find(&p, "$.steps[0].loop.until")
+            .message
+            .contains("until is empty")
+    );
+    assert!(
+        find(&p, "$.steps[1].for_each.concurrency")
+            .message
+            .contains("between 1 and")
+    );
+    assert!(
+        find(&p, "$.steps[1].for_each.tolerated_failure")
+            .message
+            .contains("share between 0")
+    );
+    assert!(
+        find(&p, "$.steps[2]")
+            .message
+            .contains("both for_each and loop")
+    );
+    assert!(
+        find(&p, "$.steps[3].wait")
+            .message
+            .contains("needs a duration")
+    );
+    assert!(
+        find(&p, "$.steps[4].wait.time_zone")
+            .message
+            .contains("not an IANA time zone")
+    );
+    assert!(
+        find(&p, "$.steps[5]")
+            .message
+            .contains("neither an action nor a wait")
+    );
 }
 
 #[test]
 fn limits_on_steps_size_and_nesting() {
-    let many: Vec<serde_json::Value> = (0..501).map(|i| json!({"id": format!("s{i}"), "action": "act"})).collect();
+    let many: Vec<serde_json::Value> = (0..501)
+        .map(|i| json!({"id": format!("s{i}"), "action": "act"}))
+        .collect();
     let p = problems(wf(json!(many)));
-    assert!(find(&p, "$.steps").message.contains("501 steps, the limit is 500"));
+    assert!(
+        find(&p, "$.steps")
+            .message
+            .contains("501 steps, the limit is 500")
+    );
 
     let big = "x".repeat(300 * 1024);
-    let p = problems(wf(json!([{"id": "a", "action": "act", "input": {"blob": big}}])));
+    let p = problems(wf(
+        json!([{"id": "a", "action": "act", "input": {"blob": big}}]),
+    ));
     assert!(find(&p, "$").message.contains("the limit is 262144"));
 
     let mut deep = json!(1);
@@ -112,21 +207,39 @@ fn limits_on_steps_size_and_nesting() {
         deep = json!([deep]);
     }
     let p = problems(wf(json!([{"id": "a", "action": "act", "input": deep}])));
-    assert!(find(&p, "$").message.contains("levels deep, the limit is 32"));
+    assert!(
+        find(&p, "$")
+            .message
+            .contains("levels deep, the limit is 32")
+    );
 }
 
 #[test]
 fn ids_and_policies_are_checked() {
-    let p = problems(json!({"id": "Bad Id", "name": "x", "kind": "custom", "steps": [
-        {"id": "Step-1", "action": "act"},
-        {"id": "a", "action": "act", "on_failure": {"rollback_to": "b"}},
-        {"id": "b", "action": "act", "depends_on": ["a"], "retry": {"max_attempts": 0, "backoff_rate": 0.5}}
-    ]}));
+    let p = problems(
+        json!({"id": "Bad Id", "name": "x", "kind": "custom", "steps": [
+            {"id": "Step-1", "action": "act"},
+            {"id": "a", "action": "act", "on_failure": {"rollback_to": "b"}},
+            {"id": "b", "action": "act", "depends_on": ["a"], "retry": {"max_attempts": 0, "backoff_rate": 0.5}}
+        ]}),
+    );
     assert!(find(&p, "$.id").message.contains("not a workflow id"));
     assert!(find(&p, "$.steps[0].id").message.contains("not a step id"));
-    assert!(find(&p, "$.steps[1].on_failure.rollback_to").message.contains("does not come before"));
-    assert!(find(&p, "$.steps[2].retry.max_attempts").message.contains("between 1"));
-    assert!(find(&p, "$.steps[2].retry.backoff_rate").message.contains("at least 1.0"));
+    assert!(
+        find(&p, "$.steps[1].on_failure.rollback_to")
+            .message
+            .contains("does not come before")
+    );
+    assert!(
+        find(&p, "$.steps[2].retry.max_attempts")
+            .message
+            .contains("between 1")
+    );
+    assert!(
+        find(&p, "$.steps[2].retry.backoff_rate")
+            .message
+            .contains("at least 1.0")
+    );
 }
 
 #[test]
@@ -138,7 +251,11 @@ fn triggers_are_checked() {
             {"type": "webhook", "name": "launch"}
         ],
         "steps": [{"id": "a", "action": "act"}]}));
-    assert!(find(&p, "$.triggers[0].expression").message.contains("has 4 fields"));
+    assert!(
+        find(&p, "$.triggers[0].expression")
+            .message
+            .contains("has 4 fields")
+    );
     assert!(find(&p, "$.triggers[1].at").message.contains("HH:MM"));
     assert_eq!(p.len(), 2, "{p:#?}");
 }
@@ -150,8 +267,13 @@ fn a_run_input_is_checked_against_input_schema() {
             "properties": {"event": {"type": "object", "required": ["starts_at"],
                 "properties": {"starts_at": {"type": "string", "format": "date-time"}}}}},
         "steps": [{"id": "a", "action": "act"}]}));
-    assert!(v.check_input(&json!({"event": {"starts_at": "2026-05-04T09:00:00Z"}})).is_ok());
-    let p = v.check_input(&json!({"event": {"starts_at": 5}})).expect_err("bad input");
+    assert!(
+        v.check_input(&json!({"event": {"starts_at": "2026-05-04T09:00:00Z"}}))
+            .is_ok()
+    );
+    let p = v
+        .check_input(&json!({"event": {"starts_at": 5}}))
+        .expect_err("bad input");
     assert_eq!(p[0].path, "$.event.starts_at");
     assert!(p[0].message.contains("input_schema"), "{}", p[0].message);
     let p = v.check_input(&json!({})).expect_err("missing");
@@ -164,4 +286,51 @@ fn an_invalid_input_schema_is_a_problem() {
         "input_schema": {"type": "thing"}, "steps": [{"id": "a", "action": "act"}]}));
     assert!(p[0].path.starts_with("$.input_schema"), "{p:#?}");
     assert!(p[0].message.contains("not a valid JSON Schema"));
+}
+
+#[test]
+fn cron_expressions_durations_and_groups_are_checked_in_depth() {
+    let p = problems(json!({"id": "t", "name": "x", "kind": "custom",
+    "triggers": [
+        {"type": "cron", "expression": "99 99 * * *"},
+        {"type": "workflow_completed", "workflow": "event-launch", "when": "foo.bar > 1"}
+    ],
+    "steps": [
+        {"id": "a", "action": "act", "parallel_group": "g", "depends_on": ["g"]},
+        {"id": "b", "wait": {"duration": "100000000d"}},
+        {"id": "c", "action": "act", "parallel_group": "bad group"},
+        {"id": "d", "action": "act", "when": "${false}"},
+        {"id": "e", "action": "teleport"}
+    ]}));
+    assert!(
+        find(&p, "$.triggers[0].expression")
+            .message
+            .contains("not a valid cron expression")
+    );
+    assert!(
+        find(&p, "$.triggers[1].when")
+            .message
+            .contains("reads only `output`")
+    );
+    assert!(
+        find(&p, "$.steps[0].depends_on[0]")
+            .message
+            .contains("its own parallel group")
+    );
+    assert!(
+        find(&p, "$.steps[1].wait.duration")
+            .message
+            .contains("longer than the limit")
+    );
+    assert!(
+        find(&p, "$.steps[2].parallel_group")
+            .message
+            .contains("not a group name")
+    );
+    assert!(find(&p, "$.steps[3].when").message.contains("always false"));
+    assert!(
+        find(&p, "$.steps[4].action")
+            .message
+            .contains("the actions are: act, email.send")
+    );
 }
