@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(report.status(), Status::Ok);
         let out = report.text(Stream::Out);
         assert!(out.starts_with("flowchart TD\n"), "{out}");
-        assert!(out.contains("a --> b"), "{out}");
+        assert!(out.contains("s_a --> s_b"), "{out}");
     }
 
     #[test]

@@ -113,9 +113,9 @@ fn graph_prints_a_flowchart() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let chart = text(&out.stdout);
     assert!(chart.starts_with("flowchart TD\n"), "{chart}");
-    assert!(chart.contains("save_event --> remind"), "{chart}");
+    assert!(chart.contains("s_save_event --> s_remind"), "{chart}");
     assert!(
-        chart.contains("save_event -.->|compensate| save_event__undo"),
+        chart.contains("s_save_event -.->|compensate| s_save_event__undo"),
         "{chart}"
     );
 }

@@ -128,7 +128,7 @@ fn every_workflow_can_be_drawn() {
         for step in def["steps"].as_array().expect("steps") {
             let id = step["id"].as_str().expect("a step id");
             assert!(
-                chart.contains(&format!("    {id}[")) || chart.contains(&format!("    {id}(")),
+                chart.contains(&format!("    s_{id}[")) || chart.contains(&format!("    s_{id}(")),
                 "{}: step {id} is not drawn:\n{chart}",
                 file.display()
             );
