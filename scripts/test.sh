@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every check and every test of eventflow, on a fresh machine: formatting, lints, the SAM
+# template, then the whole cargo test suite. Installs what it needs (cfn-lint, in a virtual
+# environment under ~/.cache/eventflow) on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${EVENTFLOW_CACHE:-$HOME/.cache/eventflow}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+say "tools"
+venv="$cache/venv"
+if [ ! -x "$venv/bin/cfn-lint" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint==1.58.0'
+fi
+cargo --version
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "SAM template: cfn-lint"
+"$venv/bin/cfn-lint" template.yaml
+
+say "cargo test (PROPTEST_CASES=$PROPTEST_CASES)"
+cargo test --workspace --locked
