@@ -1,0 +1,13 @@
+//! The embedded host of eventflow: everything in one process, no AWS account.
+//!
+//! - [`store`]: a redb database in the data directory (versions, checkpoints, history, tasks,
+//!   timers, attempt results, domain records), fsync on every commit.
+//! - [`outbox`]: email and notifications as `.eml` files in `<data dir>/outbox`.
+//! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
+//!   hands tasks to a worker pool and timers to a timer wheel.
+
+// pub mod outbox; (enabled once outbox.rs lands)
+pub mod runtime;
+pub mod store;
+
+pub use store::{LocalStore, OpenError};

@@ -1,0 +1,799 @@
+//! The local runtime: the pure engine driven by one loop, on the embedded store.
+//!
+//! One task (the driver) owns the checkpoints of active runs. It takes a batch of messages
+//! (starts, attempt results, timers, operator events), applies each with `decide()`, writes all
+//! of the batch's commits in one durable transaction (group commit), and only then hands the
+//! new tasks to the worker pool and the new timers to its timer heap. Workers run actions and
+//! send their results back as events. Tasks and timers live in the store, so a process killed
+//! at any point loses none: on start they are loaded again and re-sent, with the same
+//! idempotency keys.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use eventflow_engine::{
+    ActionRegistry, Checkpoint, Command, Definition, Event, EventKind, HistoryEntry, RunStatus,
+    Timestamp, Version, decide,
+};
+use eventflow_ports::*;
+use serde_json::Value;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+
+use crate::store::LocalStore;
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Utc::now()
+    }
+}
+
+/// What the runtime tells whoever watches: every applied event, with the run's status after it.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub execution_id: String,
+    pub status: RunStatus,
+    pub entry: HistoryEntry,
+}
+
+/// Why a start was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the runtime has stopped")]
+    Stopped,
+}
+
+/// Where a run stands, for a caller deciding whether to keep watching.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Attempts in flight or about to be.
+    Busy,
+    /// Nothing in flight; the next timer is at this instant.
+    WaitingUntil(Timestamp),
+    /// Nothing in flight and no timer: paused, or waiting for an operator.
+    Idle(RunStatus),
+    Finished(RunStatus),
+    Unknown,
+}
+
+enum Msg {
+    Start {
+        version: Arc<Version>,
+        execution_id: String,
+        input: Value,
+        start_key: Option<String>,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+    Event {
+        execution_id: String,
+        event: Event,
+        /// The task this event answers, and the attempt's output to record.
+        answered: Option<(String, Option<Value>)>,
+    },
+    State {
+        execution_id: String,
+        reply: oneshot::Sender<RunState>,
+    },
+}
+
+/// Settings of the local runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Action attempts running at once.
+    pub workers: usize,
+    /// Messages applied in one group commit at most.
+    pub batch: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            workers: 256,
+            batch: 1024,
+        }
+    }
+}
+
+struct Shared {
+    store: LocalStore,
+    clock: Arc<dyn Clock>,
+    registry: ActionRegistry,
+    actions: HashMap<&'static str, Arc<dyn Action>>,
+    outbox: Arc<dyn Outbox>,
+    versions: Mutex<HashMap<(String, u32), Arc<Version>>>,
+    inbox: mpsc::UnboundedSender<Msg>,
+    progress: broadcast::Sender<Progress>,
+    workers: Arc<Semaphore>,
+}
+
+/// A handle on the running local runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("store", &self.shared.store)
+            .finish()
+    }
+}
+
+fn seed_of(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// A SHA-256 of the definition's canonical JSON: equal definitions publish one version.
+pub fn definition_hash(def: &Definition) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(def).unwrap_or_default();
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Runtime {
+    /// Starts the driver and re-sends every task and timer the store holds.
+    pub async fn start(
+        store: LocalStore,
+        clock: Arc<dyn Clock>,
+        registry: ActionRegistry,
+        actions: HashMap<&'static str, Arc<dyn Action>>,
+        outbox: Arc<dyn Outbox>,
+        config: RuntimeConfig,
+    ) -> StoreResult<Runtime> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (progress, _) = broadcast::channel(65_536);
+        let shared = Arc::new(Shared {
+            store,
+            clock,
+            registry,
+            actions,
+            outbox,
+            versions: Mutex::new(HashMap::new()),
+            inbox: tx,
+            progress,
+            workers: Arc::new(Semaphore::new(config.workers.max(1))),
+        });
+        let runtime = Runtime { shared };
+        let timers = runtime
+            .shared
+            .store
+            .due(Timestamp::MAX_UTC, usize::MAX)
+            .await?;
+        let tasks = runtime.shared.store.pending_tasks().await?;
+        let driver = Driver {
+            rt: runtime.clone(),
+            cache: HashMap::new(),
+            heap: BinaryHeap::new(),
+            timers: HashMap::new(),
+            in_flight: HashMap::new(),
+            batch: config.batch.max(1),
+        };
+        tokio::spawn(driver.run(rx, timers, tasks));
+        Ok(runtime)
+    }
+
+    pub fn store(&self) -> &LocalStore {
+        &self.shared.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.shared.progress.subscribe()
+    }
+
+    /// The compiled version, from the cache or the store.
+    pub async fn version(&self, workflow_id: &str, number: u32) -> StoreResult<Arc<Version>> {
+        let key = (workflow_id.to_owned(), number);
+        if let Some(v) = self.versions().get(&key) {
+            return Ok(Arc::clone(v));
+        }
+        let record = self
+            .shared
+            .store
+            .version(workflow_id, number)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "version {number} of {workflow_id} is not in the store"
+                ))
+            })?;
+        let version =
+            Version::compile(record.definition, number, &self.shared.registry).map_err(|p| {
+                StoreError::Unavailable(format!(
+                    "version {number} of {workflow_id} no longer validates: {}",
+                    p.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+        let version = Arc::new(version);
+        self.versions().insert(key, Arc::clone(&version));
+        Ok(version)
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<Version>>> {
+        self.shared
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Publishes a definition (once per content) and returns its version record.
+    pub async fn publish(&self, def: &Definition) -> StoreResult<VersionRecord> {
+        let hash = definition_hash(def);
+        self.shared
+            .store
+            .publish(def, &hash, self.shared.clock.now())
+            .await
+    }
+
+    /// Starts a run of `version` on `input`, which must satisfy its input_schema; with a
+    /// `start_key`, a second start with the same key returns the first run.
+    pub async fn start_run(
+        &self,
+        version: Arc<Version>,
+        input: Value,
+        start_key: Option<String>,
+    ) -> Result<String, StartError> {
+        if let Err(problems) = version.check_input(&input) {
+            return Err(StartError::Invalid(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ));
+        }
+        if let Some(key) = &start_key
+            && let Some(existing) = self.shared.store.execution_for_key(key).await?
+        {
+            return Ok(existing);
+        }
+        let execution_id = format!("ex-{}", uuid::Uuid::now_v7().simple());
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Start {
+            version,
+            execution_id: execution_id.clone(),
+            input,
+            start_key,
+            reply,
+        });
+        answer.await.map_err(|_| StartError::Stopped)??;
+        Ok(execution_id)
+    }
+
+    /// Sends an operator event (pause, resume, cancel, retry, skip, rollback) to a run.
+    pub fn send_event(&self, execution_id: &str, kind: EventKind, actor: &str) {
+        let mut event = Event::new(format!("op-{}", uuid::Uuid::now_v7().simple()), kind);
+        event.actor = Some(actor.to_owned());
+        self.send(Msg::Event {
+            execution_id: execution_id.to_owned(),
+            event,
+            answered: None,
+        });
+    }
+
+    /// Where a run stands.
+    pub async fn state(&self, execution_id: &str) -> RunState {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::State {
+            execution_id: execution_id.to_owned(),
+            reply,
+        });
+        answer.await.unwrap_or(RunState::Unknown)
+    }
+
+    fn send(&self, msg: Msg) {
+        // The driver only stops with the process; a send after that has no one to tell.
+        let _ = self.shared.inbox.send(msg);
+    }
+
+    fn spawn_task(&self, task: Task) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = Arc::clone(&rt.shared.workers).acquire_owned().await else {
+                return;
+            };
+            let (event, output) = rt.work(&task).await;
+            rt.send(Msg::Event {
+                execution_id: task.execution_id.clone(),
+                event,
+                answered: Some((task.key().to_owned(), output)),
+            });
+        });
+    }
+
+    /// Runs one task and turns its outcome into the event that answers it.
+    async fn work(&self, task: &Task) -> (Event, Option<Value>) {
+        let key = task.key().to_owned();
+        let (step, item, attempt, compensation) = match &task.command {
+            Command::RunStep {
+                step,
+                item,
+                attempt,
+                ..
+            } => (step.clone(), *item, *attempt, false),
+            Command::RunCompensation {
+                step,
+                item,
+                attempt,
+                ..
+            } => (step.clone(), *item, *attempt, true),
+            _ => return (Event::new(key, EventKind::Pause), None),
+        };
+        // An attempt whose result is already recorded is not acted again.
+        let recorded = self.shared.store.result(&key).await.ok().flatten();
+        let outcome = match recorded {
+            Some(v) => Ok(v),
+            None => self.act(task, &key, &step, item, attempt).await,
+        };
+        let id = format!("{key}/answer");
+        let kind = match (outcome, compensation) {
+            (Ok(output), false) => {
+                return (
+                    Event::new(
+                        id,
+                        EventKind::StepSucceeded {
+                            step,
+                            item,
+                            attempt,
+                            output: output.clone(),
+                        },
+                    ),
+                    Some(output),
+                );
+            }
+            (Ok(output), true) => {
+                return (
+                    Event::new(
+                        id,
+                        EventKind::CompensationSucceeded {
+                            step,
+                            item,
+                            attempt,
+                        },
+                    ),
+                    Some(output),
+                );
+            }
+            (Err(error), false) => EventKind::StepFailed {
+                step,
+                item,
+                attempt,
+                error: error.into(),
+            },
+            (Err(error), true) => EventKind::CompensationFailed {
+                step,
+                item,
+                attempt,
+                error: error.into(),
+            },
+        };
+        (Event::new(id, kind), None)
+    }
+
+    async fn act(
+        &self,
+        task: &Task,
+        key: &str,
+        step: &str,
+        item: Option<u32>,
+        attempt: u32,
+    ) -> Result<Value, ActionError> {
+        let ctx = ActionContext {
+            execution_id: task.execution_id.clone(),
+            workflow_id: task.workflow_id.clone(),
+            step: step.to_owned(),
+            item,
+            attempt,
+            key: key.to_owned(),
+            records: Arc::new(self.shared.store.clone()),
+            outbox: Arc::clone(&self.shared.outbox),
+            workflows: Arc::new(self.clone()),
+        };
+        let find = |name: &str| {
+            self.shared.actions.get(name).cloned().ok_or_else(|| {
+                ActionError::terminal(
+                    "UnknownAction",
+                    format!("this runtime has no action `{name}`"),
+                )
+            })
+        };
+        match &task.command {
+            Command::RunStep { action, input, .. } => find(action)?.execute(&ctx, input).await,
+            Command::RunCompensation {
+                action,
+                builtin,
+                input,
+                output,
+                ..
+            } => {
+                let a = find(action)?;
+                if *builtin {
+                    a.compensate(&ctx, input, output.as_ref()).await
+                } else {
+                    a.execute(&ctx, input).await
+                }
+            }
+            _ => Err(ActionError::terminal(
+                "NotATask",
+                "only steps and compensations run as tasks",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Workflows for Runtime {
+    async fn start(
+        &self,
+        workflow_id: &str,
+        input: &Value,
+        idempotency_key: &str,
+    ) -> Result<String, ActionError> {
+        let record = self
+            .shared
+            .store
+            .latest(workflow_id)
+            .await
+            .map_err(ActionError::store)?
+            .ok_or_else(|| {
+                ActionError::terminal(
+                    "UnknownWorkflow",
+                    format!(
+                        "no version of workflow `{workflow_id}` is published; publish it first"
+                    ),
+                )
+            })?;
+        let version = self
+            .version(workflow_id, record.number)
+            .await
+            .map_err(ActionError::store)?;
+        match self
+            .start_run(version, input.clone(), Some(idempotency_key.to_owned()))
+            .await
+        {
+            Ok(id) => Ok(id),
+            Err(StartError::Invalid(m)) => Err(ActionError::terminal("InvalidInput", m)),
+            Err(StartError::Store(e)) => Err(ActionError::store(e)),
+            Err(StartError::Stopped) => {
+                Err(ActionError::retryable("Stopped", "the runtime is stopping"))
+            }
+        }
+    }
+
+    async fn cancel(&self, execution_id: &str) -> Result<(), ActionError> {
+        self.send_event(
+            execution_id,
+            EventKind::Cancel { compensate: true },
+            "workflow.start",
+        );
+        Ok(())
+    }
+}
+
+struct Driver {
+    rt: Runtime,
+    cache: HashMap<String, Checkpoint>,
+    heap: BinaryHeap<Reverse<(i64, String)>>,
+    timers: HashMap<String, TimerRecord>,
+    /// Tasks dispatched and not answered, per execution.
+    in_flight: HashMap<String, usize>,
+    batch: usize,
+}
+
+/// What one batch produced, to act on once it is durable.
+#[derive(Default)]
+struct Outcome {
+    commits: Vec<Commit>,
+    tasks: Vec<Task>,
+    timers: Vec<TimerRecord>,
+    progress: Vec<Progress>,
+    replies: Vec<oneshot::Sender<StoreResult<()>>>,
+    queries: Vec<(String, oneshot::Sender<RunState>)>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        timers: Vec<TimerRecord>,
+        tasks: Vec<Task>,
+    ) {
+        for t in timers {
+            self.arm(t);
+        }
+        for task in tasks {
+            *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
+            self.rt.spawn_task(task);
+        }
+        loop {
+            let next_due = self.heap.peek().map(|Reverse((at, _))| *at);
+            let first = match next_due {
+                Some(at) => {
+                    let wait = at - self.rt.shared.clock.now().timestamp_millis();
+                    if wait <= 0 {
+                        None
+                    } else {
+                        let sleep = tokio::time::sleep(std::time::Duration::from_millis(
+                            wait.unsigned_abs(),
+                        ));
+                        tokio::select! {
+                            msg = rx.recv() => match msg { Some(m) => Some(m), None => return },
+                            () = sleep => None,
+                        }
+                    }
+                }
+                None => match rx.recv().await {
+                    Some(m) => Some(m),
+                    None => return,
+                },
+            };
+            let mut out = Outcome::default();
+            let mut count = 0;
+            if let Some(msg) = first {
+                self.handle(msg, &mut out).await;
+                count += 1;
+            }
+            while count < self.batch {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        self.handle(msg, &mut out).await;
+                        count += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.fire_due(&mut out).await;
+            self.finish_batch(out).await;
+        }
+    }
+
+    fn arm(&mut self, t: TimerRecord) {
+        let id = t.id();
+        self.heap
+            .push(Reverse((t.at.timestamp_millis(), id.clone())));
+        self.timers.insert(id, t);
+    }
+
+    async fn fire_due(&mut self, out: &mut Outcome) {
+        let now = self.rt.shared.clock.now().timestamp_millis();
+        while let Some(Reverse((at, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.heap.pop() else {
+                break;
+            };
+            let Some(record) = self.timers.remove(&id) else {
+                continue;
+            };
+            let event = Event::new(
+                format!("timer/{id}"),
+                EventKind::TimerFired {
+                    timer: record.timer.clone(),
+                },
+            );
+            let execution_id = record.execution_id.clone();
+            let mut commit = self
+                .apply(&execution_id, event, out)
+                .await
+                .unwrap_or_default();
+            commit.fired.push(record);
+            out.commits.push(commit);
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg, out: &mut Outcome) {
+        match msg {
+            Msg::Start {
+                version,
+                execution_id,
+                input,
+                start_key,
+                reply,
+            } => {
+                let now = self.rt.shared.clock.now();
+                let cp = Checkpoint::new(&version, &execution_id, input, now);
+                self.cache.insert(execution_id.clone(), cp);
+                let event = Event::new(format!("{execution_id}/started"), EventKind::Started);
+                if let Some(mut commit) = self.apply(&execution_id, event, out).await {
+                    commit.expected_seq = None;
+                    commit.input = self.cache.get(&execution_id).map(|cp| cp.input.clone());
+                    commit.start_key = start_key;
+                    out.commits.push(commit);
+                }
+                out.replies.push(reply);
+            }
+            Msg::Event {
+                execution_id,
+                event,
+                answered,
+            } => {
+                let mut commit = self
+                    .apply(&execution_id, event.clone(), out)
+                    .await
+                    .unwrap_or_default();
+                if let Some((key, output)) = answered {
+                    if let Some(n) = self.in_flight.get_mut(&execution_id) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if let Some(output) = output {
+                        commit.results.push((key.clone(), output));
+                    }
+                    commit.answered.push(key);
+                }
+                out.commits.push(commit);
+            }
+            Msg::State {
+                execution_id,
+                reply,
+            } => out.queries.push((execution_id, reply)),
+        }
+    }
+
+    /// Applies one event to a run; `None` when the run is unknown.
+    async fn apply(
+        &mut self,
+        execution_id: &str,
+        event: Event,
+        out: &mut Outcome,
+    ) -> Option<Commit> {
+        let cp = match self.cache.remove(execution_id) {
+            Some(cp) => cp,
+            None => match self.rt.shared.store.checkpoint(execution_id).await {
+                Ok(Some(cp)) => cp,
+                Ok(None) => {
+                    tracing::warn!(
+                        execution_id,
+                        "an event for an unknown execution was dropped"
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!(execution_id, error = %e, "cannot load a checkpoint");
+                    return None;
+                }
+            },
+        };
+        let version = match self.rt.version(&cp.workflow_id, cp.version).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(execution_id, error = %e, "cannot load the run's version");
+                self.cache.insert(execution_id.to_owned(), cp);
+                return None;
+            }
+        };
+        let expected = cp.seq;
+        let now = self.rt.shared.clock.now();
+        let seed = seed_of(&event.id);
+        let d = decide(&version, cp, event, now, seed);
+        let mut cp = d.checkpoint;
+        let mut commit = Commit::default();
+        if let Some(entry) = d.history {
+            // The input can be large and is stored once: keep it out of the stored clone.
+            let input = std::mem::take(&mut cp.input);
+            let mut stored = cp.clone();
+            stored.input = Value::Null;
+            cp.input = input;
+            commit.checkpoint = Some(stored);
+            commit.expected_seq = Some(expected);
+            out.progress.push(Progress {
+                execution_id: execution_id.to_owned(),
+                status: cp.status,
+                entry: entry.clone(),
+            });
+            commit.history.push(entry);
+        }
+        for c in d.commands {
+            match c {
+                Command::RunStep { .. } | Command::RunCompensation { .. } => {
+                    let task = Task {
+                        execution_id: execution_id.to_owned(),
+                        workflow_id: cp.workflow_id.clone(),
+                        version: cp.version,
+                        command: c,
+                    };
+                    commit.dispatched.push(task.clone());
+                    out.tasks.push(task);
+                }
+                Command::ScheduleTimer { timer, at } => {
+                    let record = TimerRecord {
+                        execution_id: execution_id.to_owned(),
+                        timer,
+                        at,
+                    };
+                    commit.timers.push(record.clone());
+                    out.timers.push(record);
+                }
+                Command::Finish { status, error } => {
+                    tracing::info!(execution_id, status = status.as_str(), error = ?error.map(|e| e.error.message), "run finished");
+                }
+                Command::EmitMetric { name, value, unit } => {
+                    tracing::debug!(execution_id, metric = name, value, unit, "metric");
+                }
+            }
+        }
+        if !cp.status.is_terminal() {
+            self.cache.insert(execution_id.to_owned(), cp);
+        }
+        Some(commit)
+    }
+
+    async fn finish_batch(&mut self, out: Outcome) {
+        let result = self.rt.shared.store.commit(out.commits).await;
+        if let Err(e) = result {
+            // Nothing of the batch is durable: forget what was applied in memory, tell the
+            // callers, and let redelivery (tasks and timers still stored) carry on.
+            tracing::error!(error = %e, "a commit failed; the batch is dropped and will be redelivered");
+            self.cache.clear();
+            for reply in out.replies {
+                let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+            return;
+        }
+        for t in out.timers {
+            self.arm(t);
+        }
+        for task in out.tasks {
+            *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
+            self.rt.spawn_task(task);
+        }
+        for p in out.progress {
+            let _ = self.rt.shared.progress.send(p);
+        }
+        for reply in out.replies {
+            let _ = reply.send(Ok(()));
+        }
+        for (id, reply) in out.queries {
+            let state = self.state_of(&id).await;
+            let _ = reply.send(state);
+        }
+    }
+
+    async fn state_of(&self, execution_id: &str) -> RunState {
+        if self.in_flight.get(execution_id).copied().unwrap_or(0) > 0 {
+            return RunState::Busy;
+        }
+        let status = match self.cache.get(execution_id) {
+            Some(cp) => cp.status,
+            None => match self.rt.shared.store.checkpoint(execution_id).await {
+                Ok(Some(cp)) => cp.status,
+                _ => return RunState::Unknown,
+            },
+        };
+        if status.is_terminal() {
+            return RunState::Finished(status);
+        }
+        let next = self
+            .timers
+            .values()
+            .filter(|t| t.execution_id == execution_id)
+            .map(|t| t.at)
+            .min();
+        match next {
+            Some(at) => RunState::WaitingUntil(at),
+            None if status == RunStatus::Running || status == RunStatus::Compensating => {
+                RunState::Busy
+            }
+            None => RunState::Idle(status),
+        }
+    }
+}
