@@ -5,8 +5,14 @@
 //! undo needs. So the actions that change something another action has to put back
 //! (`records.*`, `workflow.start`) also write one journal entry per run of the step, in the
 //! record store under the reserved collection [`COLLECTION`] (user collections must start with
-//! a letter, so they cannot collide with it), keyed by `execution/step/item` — the same for
-//! every attempt and redelivery of that step, and for its compensation.
+//! a letter, so they cannot collide with it).
+//!
+//! An attempt journals under its key without the attempt number ([`Journal::of_attempt`]):
+//! `execution/step/item` for a step, the same for every attempt and redelivery of it, and
+//! `execution/step.compensate/item` when the action runs forward as a step's named
+//! compensation, so that it never mistakes the step's entry for its own. A builtin
+//! compensation looks up the entry of the step it undoes ([`Journal::of_step`]), built from
+//! the context's execution, step and item: `execution/step/item` again.
 //!
 //! The first attempt to get there captures the state *before* the step; later attempts and
 //! redeliveries reuse it, so an update delivered twice still knows the value from before the
@@ -37,7 +43,7 @@ pub(crate) struct Entry {
     pub(crate) data: Value,
 }
 
-/// The journal entry of the step run that `ctx` belongs to.
+/// One journal entry, found through an action context.
 #[derive(Debug)]
 pub(crate) struct Journal<'c> {
     ctx: &'c ActionContext,
@@ -45,7 +51,16 @@ pub(crate) struct Journal<'c> {
 }
 
 impl<'c> Journal<'c> {
-    pub(crate) fn of(ctx: &'c ActionContext) -> Journal<'c> {
+    /// The entry of the attempt `ctx` runs (and of every retry of it).
+    pub(crate) fn of_attempt(ctx: &'c ActionContext) -> Journal<'c> {
+        Journal {
+            ctx,
+            key: crate::run_key(ctx).to_owned(),
+        }
+    }
+
+    /// The entry of the step that the compensation `ctx` runs for.
+    pub(crate) fn of_step(ctx: &'c ActionContext) -> Journal<'c> {
         let item = ctx.item.map_or_else(|| "-".to_owned(), |n| n.to_string());
         Journal {
             ctx,

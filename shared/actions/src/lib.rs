@@ -19,7 +19,9 @@
 //! `http.request` use the key without its attempt, so retries of one step converge.
 //!
 //! Hosts build the [`ActionContext`] with `step` set to the step's id, for an attempt and for
-//! a compensation alike: the journal of a step is found by `execution/step/item`.
+//! a compensation alike, and pass on the engine's keys as they are
+//! (`execution/step/item/attempt`, `execution/step.compensate/item/attempt`): a builtin
+//! compensation finds the journal of its step by `execution/step/item`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

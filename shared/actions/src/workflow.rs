@@ -62,7 +62,9 @@ impl Action for WorkflowStart {
         };
         let execution_id = ctx.workflows.start(workflow, &run_input, &key).await?;
         let data = json!({"execution_id": execution_id, "workflow": workflow});
-        Journal::of(ctx).write(NAME, State::Applied, &data).await?;
+        Journal::of_attempt(ctx)
+            .write(NAME, State::Applied, &data)
+            .await?;
         tracing::info!(key = %ctx.key, workflow, %execution_id, "workflow started");
         Ok(json!({"execution_id": execution_id, "workflow": workflow, "idempotency_key": key}))
     }
@@ -73,7 +75,7 @@ impl Action for WorkflowStart {
         _input: &Value,
         output: Option<&Value>,
     ) -> Result<Value, ActionError> {
-        let journal = Journal::of(ctx);
+        let journal = Journal::of_step(ctx);
         let from_output = output
             .and_then(|o| o.get("execution_id"))
             .filter(|id| id.is_string())

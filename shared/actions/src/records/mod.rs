@@ -144,7 +144,7 @@ pub(crate) async fn capture(
     action: &str,
     t: &Target,
 ) -> Result<(Option<Value>, Value), ActionError> {
-    let journal = Journal::of(ctx);
+    let journal = Journal::of_attempt(ctx);
     let current = t.get(ctx).await?;
     let previous = match journal.applied(action, |d| t.same(d)).await? {
         Some(data) => data.get("previous").cloned().unwrap_or(Value::Null),
@@ -174,7 +174,7 @@ pub(crate) async fn undo(
 ) -> Result<Value, ActionError> {
     let f = Fields::new(action, input, known)?;
     let t = Target::parse(&f)?;
-    let journal = Journal::of(ctx);
+    let journal = Journal::of_step(ctx);
     let from_output = output
         .and_then(|o| o.get("previous"))
         .map(|previous| entry(&t, previous));

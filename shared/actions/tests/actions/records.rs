@@ -308,6 +308,39 @@ async fn a_loop_step_is_undone_from_its_output() {
 }
 
 #[tokio::test]
+async fn a_named_compensation_journals_apart_from_the_step_it_undoes() {
+    // `compensate: {action: records.update, ...}` runs records.update forward with the
+    // compensation's context: it must not take the step's journal entry for its own.
+    let world = World::new();
+    world
+        .records
+        .insert("sponsors", "oxide-tools", json!({"status": "prospect"}));
+    let update = action("records.update");
+    let step_input =
+        json!({"collection": "sponsors", "key": "oxide-tools", "changes": {"status": "held"}});
+    update
+        .execute(&world.attempt("hold", None, 1), &step_input)
+        .await
+        .expect("updated");
+    let undo_input =
+        json!({"collection": "sponsors", "key": "oxide-tools", "changes": {"status": "released"}});
+    let out = update
+        .execute(&world.compensation("hold", None, 1), &undo_input)
+        .await
+        .expect("released");
+    assert_eq!(out["previous"], json!({"status": "held"}));
+    let journal = world.records.collection("_journal");
+    assert_eq!(
+        journal.keys().collect::<Vec<_>>(),
+        ["exec-1/hold.compensate/-", "exec-1/hold/-"]
+    );
+    assert_eq!(
+        journal["exec-1/hold/-"]["data"]["previous"],
+        json!({"status": "prospect"})
+    );
+}
+
+#[tokio::test]
 async fn a_store_that_is_down_gives_a_retryable_error() {
     let world = World::new();
     world.records.down.store(true, Ordering::SeqCst);
