@@ -8,7 +8,7 @@
 //! The message is keyed by the attempt's key, so a redelivered attempt sends nothing new.
 //! Compensation sends a correction to the same recipients, keyed by the compensation
 //! attempt's key: `correction.subject` / `correction.text` when the step gives them, else
-//! "Correction: <subject>" and a short note asking to disregard the earlier message.
+//! `Correction: <subject>` and a short note asking to disregard the earlier message.
 
 use async_trait::async_trait;
 use eventflow_ports::{Action, ActionContext, ActionError, Message};

@@ -7,7 +7,7 @@
 //! The key defaults to the attempt's key without its attempt number (`execution/step/item`),
 //! so a retry after a start whose answer was lost finds the run the first attempt started
 //! instead of starting a second one. Compensation cancels that run (the execution id comes
-//! from the undo [journal](crate::journal), else from the output); a run already finished is
+//! from the undo journal, `src/journal.rs`, else from the output); a run already finished is
 //! left as it is, and a redelivered compensation does nothing.
 
 use async_trait::async_trait;

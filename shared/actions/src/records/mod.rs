@@ -6,7 +6,7 @@
 //! bytes, e.g. `rust-nation-berlin-2026/oxide-tools`).
 //!
 //! The writing actions capture the record as it was before the step in the undo
-//! [journal](crate::journal) and report it as `previous`; their compensations all do the same
+//! journal (`src/journal.rs`) and report it as `previous`; their compensations all do the same
 //! thing: put `previous` back, or delete the record when there was none.
 
 pub mod delete;

@@ -7,7 +7,7 @@
 //! Compensation: puts `previous` back, or deletes the record if the update created it.
 //!
 //! A redelivered update merges the same changes again (no effect) and still reports, and
-//! undoes to, the record from before the first delivery (see [`crate::journal`]).
+//! undoes to, the record from before the first delivery (see `src/journal.rs`).
 
 use async_trait::async_trait;
 use eventflow_ports::{Action, ActionContext, ActionError};
