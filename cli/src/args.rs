@@ -4,13 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// Check, draw and describe eventflow workflow definitions.
+/// Run, check, draw and describe eventflow workflows.
 ///
-/// Exit status: 0 when all is well, 1 when a definition has problems, 2 when a file cannot be
-/// read (or the output cannot be written).
+/// Exit status: 0 when all is well, 1 when a definition, an input or an id is wrong, 2 when a
+/// file or the data directory cannot be used (or the output cannot be written), 3 when a run
+/// ended without completing (failed, rolled back, cancelled, needs attention).
 #[derive(Debug, Parser)]
 #[command(name = "eventflow", version, about, long_about)]
 pub(crate) struct Cli {
+    /// Where runs, versions and records are kept.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTFLOW_DATA_DIR",
+        default_value = ".eventflow",
+        value_name = "DIR"
+    )]
+    pub(crate) data_dir: PathBuf,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -34,6 +44,53 @@ pub(crate) enum Command {
     },
     /// Print the JSON Schema of a definition document.
     Schema,
+    /// Start a run of a workflow and follow it live.
+    ///
+    /// The definition is published (once per content) with every valid definition beside it,
+    /// so workflows it starts are found. Unfinished runs in the data directory resume too.
+    Run {
+        /// The definition file to run.
+        #[arg(value_name = "WORKFLOW")]
+        workflow: PathBuf,
+        /// The run's input: a JSON (or YAML) file, or JSON text.
+        #[arg(long, value_name = "FILE|JSON", default_value = "{}")]
+        input: String,
+        /// Print the execution as JSON at the end instead of following it line by line.
+        #[arg(long)]
+        json: bool,
+        /// Stop following when the run waits on a timer longer than this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// Show where a run stands.
+    Status {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's history, one applied event a line.
+    History {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// List runs.
+    List {
+        /// Only runs in this status (running, paused, completed, ...).
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        /// Only runs of this workflow id.
+        #[arg(long, value_name = "W")]
+        workflow: Option<String>,
+    },
+    /// Continue every unfinished run until each is done or waits longer than --follow.
+    Resume {
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// List the messages sent (emails and notifications, as .eml files in the data directory).
+    Outbox,
 }
 
 #[cfg(test)]

@@ -8,13 +8,15 @@ use crate::args::Command;
 use crate::load::{Loaded, ReadFile, load, unreadable_message};
 use crate::report::{Report, Status};
 
-pub(crate) fn run(command: &Command, read: &ReadFile) -> Report {
+/// Runs a command that needs no runtime; `None` for the verbs that run workflows.
+pub(crate) fn run(command: &Command, read: &ReadFile) -> Option<Report> {
     let actions = eventflow_actions::registry();
-    match command {
+    Some(match command {
         Command::Validate { files } => validate(files, read, &actions),
         Command::Graph { file } => draw(file, read, &actions),
         Command::Schema => schema(),
-    }
+        _ => return None,
+    })
 }
 
 /// Checks every file, reporting each one, so one bad file does not hide the others.
@@ -77,6 +79,11 @@ fn one_line(text: &str) -> String {
 }
 
 #[cfg(test)]
+fn run_offline(command: &Command, read: &ReadFile) -> Report {
+    run(command, read).unwrap_or_default()
+}
+
+#[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::io;
@@ -104,7 +111,7 @@ mod tests {
 
     fn validate_paths(paths: &[&str], read: &ReadFile) -> Report {
         let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        run(&Command::Validate { files: paths }, read)
+        run_offline(&Command::Validate { files: paths }, read)
     }
 
     #[test]
@@ -151,7 +158,7 @@ mod tests {
     #[test]
     fn graph_draws_a_valid_definition() {
         let read = files(&[("good.json", GOOD)]);
-        let report = run(
+        let report = run_offline(
             &Command::Graph {
                 file: "good.json".into(),
             },
@@ -166,7 +173,7 @@ mod tests {
     #[test]
     fn graph_refuses_an_invalid_definition() {
         let read = files(&[("bad.json", BAD)]);
-        let report = run(
+        let report = run_offline(
             &Command::Graph {
                 file: "bad.json".into(),
             },
@@ -183,7 +190,7 @@ mod tests {
 
     #[test]
     fn schema_is_pretty_json() {
-        let report = run(&Command::Schema, &files(&[]));
+        let report = run_offline(&Command::Schema, &files(&[]));
         let out = report.text(Stream::Out);
         let value: serde_json::Value = serde_json::from_str(&out).expect("the schema is JSON");
         assert_eq!(value, definition_schema());

@@ -12,6 +12,7 @@ mod args;
 mod commands;
 mod load;
 mod report;
+mod runner;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -20,7 +21,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let report = commands::run(&cli.command, &load::read_from_disk);
+    let Some(report) = commands::run(&cli.command, &load::read_from_disk) else {
+        return run_workflows(&cli);
+    };
     match report::write(&report, &mut io::stdout().lock(), &mut io::stderr().lock()) {
         Ok(()) => report.status().exit_code(),
         Err(e) => {
@@ -28,4 +31,54 @@ fn main() -> ExitCode {
             report::Status::Io.exit_code()
         }
     }
+}
+
+/// The verbs that need the local runtime, on a tokio runtime.
+fn run_workflows(cli: &args::Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EVENTFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(
+                io::stderr(),
+                "eventflow: cannot start the async runtime: {e}"
+            );
+            return report::Status::Io.exit_code();
+        }
+    };
+    let dir = &cli.data_dir;
+    let outcome = rt.block_on(async {
+        use args::Command;
+        match &cli.command {
+            Command::Run {
+                workflow,
+                input,
+                json,
+                follow,
+            } => runner::run(dir, workflow, input, *json, *follow).await,
+            Command::Status { id, json } => runner::status(dir, id, *json).await,
+            Command::History { id } => runner::history(dir, id).await,
+            Command::List { status, workflow } => {
+                runner::list(dir, status.as_deref(), workflow.as_deref()).await
+            }
+            Command::Resume { follow } => runner::resume(dir, *follow).await,
+            Command::Outbox => runner::outbox(dir),
+            Command::Validate { .. } | Command::Graph { .. } | Command::Schema => {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    // Workers still running an action are stopped with the process: their tasks stay in the
+    // store and run again, with the same keys, on the next start.
+    rt.shutdown_background();
+    outcome.unwrap_or_else(runner::Refusal::exit)
 }

@@ -271,7 +271,7 @@ fn event_launch_completes_on_the_example_input_after_one_retry() {
     assert_eq!(page[0].input["method"], "PUT");
     assert_eq!(
         page[0].input["url"],
-        "http://127.0.0.1:8787/api/events/rust-nation-berlin-2026"
+        "http://127.0.0.1:8787/api/events/rust-nation-berlin-2027"
     );
     // every sponsor hears about it, each by name
     let sponsors = sim.calls_of("notify_sponsors");
@@ -325,7 +325,7 @@ fn event_launch_rolls_back_everything_when_told_to_fail_after_the_announcements(
     assert_eq!(delete.input["method"], "DELETE");
     assert_eq!(
         delete.input["url"],
-        "http://127.0.0.1:8787/api/events/rust-nation-berlin-2026"
+        "http://127.0.0.1:8787/api/events/rust-nation-berlin-2027"
     );
     assert_eq!(
         sim.compensations[pos("announce_webhook")].input["body"]["type"],
@@ -337,7 +337,7 @@ fn event_launch_rolls_back_everything_when_told_to_fail_after_the_announcements(
 
 fn outreach_input() -> Value {
     json!({
-        "event": {"id": "rust-nation-berlin-2026", "name": "Rust Nation Berlin 2026",
+        "event": {"id": "rust-nation-berlin-2027", "name": "Rust Nation Berlin 2026",
                   "starts_at": "2026-10-15T09:00:00+02:00"},
         "sponsor": {"id": "oxide-tools", "name": "Oxide Tools", "contact_name": "Jonas Berg",
                     "contact_email": "sponsoring@oxide-tools.example"},
@@ -401,7 +401,7 @@ fn sponsor_outreach_releases_the_held_slot_when_the_proposal_cannot_be_sent() {
     let release = &sim.compensations[0];
     assert_eq!(release.step, "hold_slot");
     assert_eq!(release.action, "records.delete");
-    assert_eq!(release.input["key"], "rust-nation-berlin-2026/oxide-tools");
+    assert_eq!(release.input["key"], "rust-nation-berlin-2027/oxide-tools");
 }
 
 // ---- attendee-nurture ----------------------------------------------------------------------
@@ -409,7 +409,7 @@ fn sponsor_outreach_releases_the_held_slot_when_the_proposal_cannot_be_sent() {
 fn nurture_input() -> Value {
     let launch = example("event-launch.input.json");
     json!({
-        "event": {"id": "rust-nation-berlin-2026", "name": "Rust Nation Berlin 2026",
+        "event": {"id": "rust-nation-berlin-2027", "name": "Rust Nation Berlin 2026",
                   "starts_at": "2026-10-15T09:00:00+02:00", "time_zone": "Europe/Berlin",
                   "venue": launch["event"]["venue"],
                   "page_url": "https://rustnation.example/berlin-2026"},
@@ -463,7 +463,7 @@ fn attendee_nurture_started_late_skips_the_reminders_whose_moment_has_passed() {
 #[test]
 fn post_event_followup_thanks_everyone_then_reminds_only_those_who_did_not_answer() {
     let input = json!({
-        "event": {"id": "rust-nation-berlin-2026", "name": "Rust Nation Berlin 2026",
+        "event": {"id": "rust-nation-berlin-2027", "name": "Rust Nation Berlin 2026",
                   "ends_at": "2026-10-16T18:00:00+02:00", "time_zone": "Europe/Berlin"},
         "organizer": {"name": "Lena Vogel", "email": "lena@rustnation.example"},
         "attendees": [
@@ -512,7 +512,7 @@ fn post_event_followup_thanks_everyone_then_reminds_only_those_who_did_not_answe
 #[test]
 fn deliverable_tracking_nudges_due_soon_and_escalates_overdue() {
     let input = json!({
-        "event": {"id": "rust-nation-berlin-2026", "name": "Rust Nation Berlin 2026"},
+        "event": {"id": "rust-nation-berlin-2027", "name": "Rust Nation Berlin 2026"},
         "organizer": {"name": "Lena Vogel", "email": "lena@rustnation.example"}
     });
     let sim = Sim::new("deliverable-tracking.json", input, "2026-09-01T07:00:00Z").run();

@@ -6,7 +6,7 @@
 //! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
 //!   hands tasks to a worker pool and timers to a timer wheel.
 
-// pub mod outbox; (enabled once outbox.rs lands)
+pub mod outbox;
 pub mod runtime;
 pub mod store;
 

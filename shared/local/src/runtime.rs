@@ -74,6 +74,7 @@ enum Msg {
         input: Value,
         start_key: Option<String>,
         reply: oneshot::Sender<StoreResult<()>>,
+        finished: Option<oneshot::Sender<RunStatus>>,
     },
     Event {
         execution_id: String,
@@ -85,6 +86,8 @@ enum Msg {
         execution_id: String,
         reply: oneshot::Sender<RunState>,
     },
+    /// Stop the driver once what came before is committed.
+    Stop,
 }
 
 /// Settings of the local runtime.
@@ -158,7 +161,7 @@ impl Runtime {
         config: RuntimeConfig,
     ) -> StoreResult<Runtime> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (progress, _) = broadcast::channel(65_536);
+        let (progress, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -183,6 +186,7 @@ impl Runtime {
             heap: BinaryHeap::new(),
             timers: HashMap::new(),
             in_flight: HashMap::new(),
+            watchers: HashMap::new(),
             batch: config.batch.max(1),
         };
         tokio::spawn(driver.run(rx, timers, tasks));
@@ -252,6 +256,27 @@ impl Runtime {
         input: Value,
         start_key: Option<String>,
     ) -> Result<String, StartError> {
+        self.start_inner(version, input, start_key, None).await
+    }
+
+    /// Starts a run and returns, with its id, a receiver told the run's terminal status.
+    pub async fn start_and_watch(
+        &self,
+        version: Arc<Version>,
+        input: Value,
+    ) -> Result<(String, oneshot::Receiver<RunStatus>), StartError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.start_inner(version, input, None, Some(tx)).await?;
+        Ok((id, rx))
+    }
+
+    async fn start_inner(
+        &self,
+        version: Arc<Version>,
+        input: Value,
+        start_key: Option<String>,
+        finished: Option<oneshot::Sender<RunStatus>>,
+    ) -> Result<String, StartError> {
         if let Err(problems) = version.check_input(&input) {
             return Err(StartError::Invalid(
                 problems
@@ -274,6 +299,7 @@ impl Runtime {
             input,
             start_key,
             reply,
+            finished,
         });
         answer.await.map_err(|_| StartError::Stopped)??;
         Ok(execution_id)
@@ -288,6 +314,12 @@ impl Runtime {
             event,
             answered: None,
         });
+    }
+
+    /// Stops the driver after what was sent before; tasks still in flight stay in the store
+    /// and run again on the next start.
+    pub fn stop(&self) {
+        self.send(Msg::Stop);
     }
 
     /// Where a run stands.
@@ -305,13 +337,15 @@ impl Runtime {
         let _ = self.shared.inbox.send(msg);
     }
 
-    fn spawn_task(&self, task: Task) {
+    /// Runs a task on the worker pool. A `recovered` task (re-sent after a restart) may have
+    /// been answered before the crash: its recorded result is used instead of acting again.
+    fn spawn_task(&self, task: Task, recovered: bool) {
         let rt = self.clone();
         tokio::spawn(async move {
             let Ok(_permit) = Arc::clone(&rt.shared.workers).acquire_owned().await else {
                 return;
             };
-            let (event, output) = rt.work(&task).await;
+            let (event, output) = rt.work(&task, recovered).await;
             rt.send(Msg::Event {
                 execution_id: task.execution_id.clone(),
                 event,
@@ -321,7 +355,7 @@ impl Runtime {
     }
 
     /// Runs one task and turns its outcome into the event that answers it.
-    async fn work(&self, task: &Task) -> (Event, Option<Value>) {
+    async fn work(&self, task: &Task, recovered: bool) -> (Event, Option<Value>) {
         let key = task.key().to_owned();
         let (step, item, attempt, compensation) = match &task.command {
             Command::RunStep {
@@ -339,7 +373,11 @@ impl Runtime {
             _ => return (Event::new(key, EventKind::Pause), None),
         };
         // An attempt whose result is already recorded is not acted again.
-        let recorded = self.shared.store.result(&key).await.ok().flatten();
+        let recorded = if recovered {
+            self.shared.store.result(&key).await.ok().flatten()
+        } else {
+            None
+        };
         let outcome = match recorded {
             Some(v) => Ok(v),
             None => self.act(task, &key, &step, item, attempt).await,
@@ -496,6 +534,8 @@ struct Driver {
     timers: HashMap<String, TimerRecord>,
     /// Tasks dispatched and not answered, per execution.
     in_flight: HashMap<String, usize>,
+    /// Who waits for a run to finish.
+    watchers: HashMap<String, oneshot::Sender<RunStatus>>,
     batch: usize,
 }
 
@@ -522,7 +562,7 @@ impl Driver {
         }
         for task in tasks {
             *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
-            self.rt.spawn_task(task);
+            self.rt.spawn_task(task, true);
         }
         loop {
             let next_due = self.heap.peek().map(|Reverse((at, _))| *at);
@@ -548,21 +588,30 @@ impl Driver {
             };
             let mut out = Outcome::default();
             let mut count = 0;
-            if let Some(msg) = first {
-                self.handle(msg, &mut out).await;
-                count += 1;
-            }
-            while count < self.batch {
-                match rx.try_recv() {
-                    Ok(msg) => {
+            let mut stop = false;
+            let mut next = first;
+            loop {
+                match next.take() {
+                    Some(Msg::Stop) => stop = true,
+                    Some(msg) => {
                         self.handle(msg, &mut out).await;
                         count += 1;
                     }
+                    None => {}
+                }
+                if stop || count >= self.batch {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(msg) => next = Some(msg),
                     Err(_) => break,
                 }
             }
             self.fire_due(&mut out).await;
             self.finish_batch(out).await;
+            if stop {
+                return;
+            }
         }
     }
 
@@ -609,7 +658,11 @@ impl Driver {
                 input,
                 start_key,
                 reply,
+                finished,
             } => {
+                if let Some(f) = finished {
+                    self.watchers.insert(execution_id.clone(), f);
+                }
                 let now = self.rt.shared.clock.now();
                 let cp = Checkpoint::new(&version, &execution_id, input, now);
                 self.cache.insert(execution_id.clone(), cp);
@@ -646,6 +699,7 @@ impl Driver {
                 execution_id,
                 reply,
             } => out.queries.push((execution_id, reply)),
+            Msg::Stop => {}
         }
     }
 
@@ -695,11 +749,13 @@ impl Driver {
             cp.input = input;
             commit.checkpoint = Some(stored);
             commit.expected_seq = Some(expected);
-            out.progress.push(Progress {
-                execution_id: execution_id.to_owned(),
-                status: cp.status,
-                entry: entry.clone(),
-            });
+            if cp.status.is_terminal() || self.rt.shared.progress.receiver_count() > 0 {
+                out.progress.push(Progress {
+                    execution_id: execution_id.to_owned(),
+                    status: cp.status,
+                    entry: entry.clone(),
+                });
+            }
             commit.history.push(entry);
         }
         for c in d.commands {
@@ -738,7 +794,7 @@ impl Driver {
     }
 
     async fn finish_batch(&mut self, out: Outcome) {
-        let result = self.rt.shared.store.commit(out.commits).await;
+        let result = self.rt.shared.store.commit(merge(out.commits)).await;
         if let Err(e) = result {
             // Nothing of the batch is durable: forget what was applied in memory, tell the
             // callers, and let redelivery (tasks and timers still stored) carry on.
@@ -754,9 +810,15 @@ impl Driver {
         }
         for task in out.tasks {
             *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
-            self.rt.spawn_task(task);
+            self.rt.spawn_task(task, false);
         }
         for p in out.progress {
+            if p.status.is_terminal() {
+                self.in_flight.remove(&p.execution_id);
+                if let Some(w) = self.watchers.remove(&p.execution_id) {
+                    let _ = w.send(p.status);
+                }
+            }
             let _ = self.rt.shared.progress.send(p);
         }
         for reply in out.replies {
@@ -796,4 +858,53 @@ impl Driver {
             None => RunState::Idle(status),
         }
     }
+}
+
+/// Folds the commits of one execution within a batch into one: the last checkpoint (checked
+/// against the first expected sequence number), all history, tasks, results and timers. A
+/// checkpoint rewritten a hundred times in one transaction is written once.
+fn merge(commits: Vec<Commit>) -> Vec<Commit> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_run: HashMap<String, Commit> = HashMap::new();
+    let mut loose = Vec::new();
+    for c in commits {
+        let Some(id) = c
+            .checkpoint
+            .as_ref()
+            .map(|cp| cp.execution_id.clone())
+            .or_else(|| c.dispatched.first().map(|t| t.execution_id.clone()))
+            .or_else(|| c.fired.first().map(|t| t.execution_id.clone()))
+        else {
+            loose.push(c);
+            continue;
+        };
+        match by_run.get_mut(&id) {
+            None => {
+                order.push(id.clone());
+                by_run.insert(id, c);
+            }
+            Some(m) => {
+                if c.checkpoint.is_some() {
+                    if m.checkpoint.is_none() {
+                        m.expected_seq = c.expected_seq;
+                    }
+                    m.checkpoint = c.checkpoint;
+                }
+                m.input = m.input.take().or(c.input);
+                m.start_key = m.start_key.take().or(c.start_key);
+                m.history.extend(c.history);
+                m.dispatched.extend(c.dispatched);
+                m.answered.extend(c.answered);
+                m.results.extend(c.results);
+                m.timers.extend(c.timers);
+                m.fired.extend(c.fired);
+            }
+        }
+    }
+    let mut out: Vec<Commit> = order
+        .into_iter()
+        .filter_map(|id| by_run.remove(&id))
+        .collect();
+    out.extend(loose);
+    out
 }

@@ -31,6 +31,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");
 const VERSION_HASHES: TableDefinition<(&str, &str), u32> = TableDefinition::new("version_hashes");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
@@ -111,7 +113,11 @@ impl LocalStore {
                 dir: dir.to_owned(),
                 source,
             })?;
-        let db = match Database::create(dir.join("eventflow.redb")) {
+        // A bounded page cache keeps the process small; the OS caches the file anyway.
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("eventflow.redb"))
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(OpenError::InUse {
