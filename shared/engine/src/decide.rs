@@ -193,10 +193,16 @@ impl Machine<'_> {
     }
 
     fn key(&self, i: usize, item: Option<u32>, attempt: u32) -> String {
+        let item = item.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        format!("{}/{item}/{attempt}", self.step_key(i))
+    }
+
+    /// `execution/step`, or `execution/step@generation` for a step started over.
+    fn step_key(&self, i: usize) -> String {
         let st = &self.cp.steps[i];
-        match item {
-            Some(n) => format!("{}/{}/{n}/{attempt}", self.cp.execution_id, st.id),
-            None => format!("{}/{}/-/{attempt}", self.cp.execution_id, st.id),
+        match st.generation {
+            0 => format!("{}/{}", self.cp.execution_id, st.id),
+            g => format!("{}/{}@{g}", self.cp.execution_id, st.id),
         }
     }
 
@@ -862,9 +868,10 @@ impl Machine<'_> {
 
     fn reset_step(&mut self, i: usize) {
         let from = self.cp.steps[i].status;
-        let retries = self.cp.steps[i].retries;
+        let (retries, generation) = (self.cp.steps[i].retries, self.cp.steps[i].generation);
         self.cp.steps[i] = StepState {
             retries,
+            generation: generation + 1,
             ..StepState::new(&self.cs(i).id)
         };
         self.changes.push(Change::Step {
@@ -1587,7 +1594,7 @@ impl Machine<'_> {
         );
         let st = &self.cp.steps[j];
         let forward_key = match item {
-            Some(n) => format!("{}/{}/{n}", self.cp.execution_id, st.id),
+            Some(n) => format!("{}/{n}", self.step_key(j)),
             None => self.key(j, self.slot(j), st.attempt),
         };
         let output = if item.is_none() {
@@ -1596,9 +1603,8 @@ impl Machine<'_> {
             None
         };
         let key = format!(
-            "{}/{}.compensate/{}/{attempt}",
-            self.cp.execution_id,
-            st.id,
+            "{}.compensate/{}/{attempt}",
+            self.step_key(j),
             item.map_or_else(|| "-".to_owned(), |n| n.to_string())
         );
         self.commands.push(Command::RunCompensation {

@@ -245,6 +245,11 @@ pub struct StepState {
     /// Retries spent in all (attempts beyond the first).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// How many times an operator started the step over (retry after failure, selective
+    /// rollback); part of its idempotency keys so a new run of the step is not taken for a
+    /// redelivery of the old one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<SkipReason>,
     /// The timer the step waits on, when `Waiting`.
@@ -279,6 +284,7 @@ impl StepState {
             attempt: 0,
             iteration: 0,
             retries: 0,
+            generation: 0,
             skip_reason: None,
             timer: None,
             due: false,
@@ -447,7 +453,8 @@ impl EventKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Run an action attempt. The key is `execution/step/item/attempt` (`-` without an item;
-    /// for a loop the item is the iteration): the same key means the same attempt.
+    /// for a loop the item is the iteration; a step started over by an operator is written
+    /// `step@generation`): the same key means the same attempt.
     RunStep {
         key: String,
         step: String,

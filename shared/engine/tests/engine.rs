@@ -773,3 +773,22 @@ fn a_failure_with_nothing_to_undo_ends_failed() {
         Some(RunStatus::Failed)
     );
 }
+
+#[test]
+fn a_step_started_over_gets_new_idempotency_keys() {
+    let (mut run, _) = Run::start(
+        wf_with("pause", json!([{"id": "a", "action": "act"}])),
+        json!({}),
+    );
+    run.fail("a", None, 1, false);
+    let cmds = run.send(EventKind::RetryStep { step: "a".into() });
+    let key = cmds.iter().find_map(|c| match c {
+        Command::RunStep { key, .. } => Some(key.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        key.as_deref(),
+        Some("ex1/a@1/-/1"),
+        "not the first run's ex1/a/-/1"
+    );
+}
