@@ -449,8 +449,13 @@ impl View {
                 let why = error
                     .map(|e| format!("  {}: {}", e.name, e.message))
                     .unwrap_or_default();
+                let tries = if self.is_fan(step) || to == StepStatus::Skipped {
+                    String::new()
+                } else {
+                    format!("attempt {attempt}")
+                };
                 self.line(format!(
-                    "  {mark} {step:24} {:<10} attempt {attempt} {took}{why}",
+                    "  {mark} {step:24} {:<10} {tries:<9} {took}{why}",
                     to.as_str()
                 ));
             }

@@ -73,6 +73,8 @@ pub enum OpenError {
 pub struct LocalStore {
     db: Arc<Database>,
     dir: PathBuf,
+    /// Held for the life of the store: one process per data directory.
+    _lock: Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -113,6 +115,31 @@ impl LocalStore {
                 dir: dir.to_owned(),
                 source,
             })?;
+        // One process per directory, readers included: an advisory lock on a file of its own,
+        // released by the OS when the process dies, however it dies.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(|source| OpenError::Directory {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::InUse {
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(OpenError::Directory {
+                    dir: dir.to_owned(),
+                    source,
+                });
+            }
+        }
         // A bounded page cache keeps the process small; the OS caches the file anyway.
         let db = match Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -134,6 +161,7 @@ impl LocalStore {
         let store = LocalStore {
             db: Arc::new(db),
             dir: dir.to_owned(),
+            _lock: Arc::new(lock),
         };
         store.create_tables().map_err(|e| OpenError::Directory {
             dir: dir.to_owned(),

@@ -1,0 +1,352 @@
+//! `eventflow run` and the verbs around it, as a user types them: the real binary on a real
+//! data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn eventflow(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eventflow"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("eventflow runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, v: &Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(v).expect("json")).expect("write");
+    p
+}
+
+fn launch() -> Value {
+    json!({
+        "id": "mini-launch", "name": "Mini launch", "kind": "event_launch",
+        "input_schema": {"type": "object", "required": ["event", "attendees"],
+            "properties": {"event": {"type": "object", "required": ["id", "name"]},
+                           "attendees": {"type": "array"}}},
+        "steps": [
+            {"id": "create_event", "action": "records.put", "compensate": true,
+             "input": {"collection": "events", "key": "${input.event.id}", "record": {"name": "${input.event.name}"}}},
+            {"id": "welcome", "action": "email.send", "depends_on": ["create_event"],
+             "for_each": {"items": "input.attendees", "concurrency": 2},
+             "input": {"from": "team@example.org", "to": "${item}", "subject": "${'Welcome to ' + input.event.name}", "text": "See you there."}},
+            {"id": "tell_team", "action": "notify", "depends_on": ["welcome"],
+             "input": {"channel": "ops", "text": "launched"}}
+        ]
+    })
+}
+
+fn input() -> Value {
+    json!({"event": {"id": "meetup-1", "name": "Rust Meetup"}, "attendees": ["a@example.org", "b@example.org", "c@example.org"]})
+}
+
+#[test]
+fn a_run_completes_and_every_verb_reports_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wf = write(dir.path(), "launch.json", &launch());
+    let inp = write(dir.path(), "input.json", &input());
+
+    let out = eventflow(
+        &data,
+        &[
+            "run",
+            &wf.to_string_lossy(),
+            "--input",
+            &inp.to_string_lossy(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ex: Value = serde_json::from_slice(&out.stdout).expect("--json prints the execution");
+    assert_eq!(ex["status"], "completed");
+    assert_eq!(ex["workflow"], "mini-launch");
+    assert_eq!(ex["version"], 1);
+    assert_eq!(ex["input"], input());
+    let welcome = &ex["steps"]["welcome"];
+    assert_eq!(welcome["status"], "succeeded");
+    assert_eq!(welcome["for_each"]["total"], 3);
+    assert_eq!(welcome["for_each"]["succeeded"], 3);
+    assert!(welcome["started_at"].is_string() && welcome["finished_at"].is_string());
+    assert_eq!(ex["steps"]["create_event"]["attempts"], 1);
+    assert_eq!(ex["steps"]["create_event"]["output"]["key"], "meetup-1");
+    assert!(ex["history"].as_array().is_some_and(|h| h.len() >= 5));
+    let id = ex["id"].as_str().expect("id").to_owned();
+
+    let status = eventflow(&data, &["status", &id]);
+    assert!(
+        text(&status.stdout).contains("completed"),
+        "{}",
+        text(&status.stdout)
+    );
+    let history = eventflow(&data, &["history", &id]);
+    let h = text(&history.stdout);
+    assert!(h.contains("started") && h.contains("step_succeeded"), "{h}");
+    let list = eventflow(
+        &data,
+        &["list", "--status", "completed", "--workflow", "mini-launch"],
+    );
+    assert!(text(&list.stdout).contains(&id));
+    let none = eventflow(&data, &["list", "--status", "failed"]);
+    assert!(!text(&none.stdout).contains(&id));
+    let outbox = eventflow(&data, &["outbox"]);
+    let o = text(&outbox.stdout);
+    assert_eq!(o.matches("Welcome to Rust Meetup").count(), 3, "{o}");
+    assert!(o.contains("notify"), "{o}");
+    let emls = std::fs::read_dir(data.join("outbox"))
+        .expect("outbox dir")
+        .count();
+    assert_eq!(emls, 4);
+}
+
+#[test]
+fn the_live_view_shows_steps_and_a_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wf = write(dir.path(), "launch.json", &launch());
+    let out = eventflow(
+        &data,
+        &[
+            "run",
+            &wf.to_string_lossy(),
+            "--input",
+            &input().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("create_event") && s.contains("succeeded"), "{s}");
+    assert!(s.contains("welcome: for each of 3 items"), "{s}");
+    assert!(s.contains("status       completed"), "{s}");
+    assert!(
+        s.contains("steps        3 succeeded, 0 skipped, 0 failed, 0 compensated"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_failure_is_rolled_back_and_the_exit_code_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut def = launch();
+    def["steps"].as_array_mut().expect("steps").push(json!(
+        {"id": "boom", "action": "fail", "depends_on": ["tell_team"], "input": {"message": "no venue"},
+         "retry": {"max_attempts": 1}}
+    ));
+    let wf = write(dir.path(), "launch.json", &def);
+    let out = eventflow(
+        &data,
+        &[
+            "run",
+            &wf.to_string_lossy(),
+            "--input",
+            &input().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("create_event") && s.contains("compensated"),
+        "{s}"
+    );
+    assert!(s.contains("status       compensated"), "{s}");
+    assert!(
+        s.contains("error        boom failed: Fail: no venue"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_long_wait_ends_the_follow_and_says_how_to_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wf = write(
+        dir.path(),
+        "wait.json",
+        &json!({"id": "waits", "name": "w", "kind": "custom",
+        "steps": [{"id": "later", "wait": {"duration": "3d"}}, {"id": "then", "action": "notify", "depends_on": ["later"],
+                   "input": {"channel": "ops", "text": "hi"}}]}),
+    );
+    let t = Instant::now();
+    let out = eventflow(&data, &["run", &wf.to_string_lossy(), "--follow", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(t.elapsed() < Duration::from_secs(30));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("waiting      until") && s.contains("eventflow resume"),
+        "{s}"
+    );
+    let list = eventflow(&data, &["list", "--status", "running"]);
+    assert!(
+        text(&list.stdout).contains("waits"),
+        "the run is kept: {}",
+        text(&list.stdout)
+    );
+}
+
+#[test]
+fn refused_requests_say_why_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wf = write(dir.path(), "launch.json", &launch());
+    let w = wf.to_string_lossy().into_owned();
+    let bad_def = write(
+        dir.path(),
+        "bad.json",
+        &json!({"id": "b", "name": "b", "kind": "custom",
+        "steps": [{"id": "a", "action": "notify", "depends_on": ["ghost"]}]}),
+    );
+    let yaml = dir.path().join("broken.yaml");
+    std::fs::write(&yaml, "id: [unclosed\n").expect("write");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "run".into(),
+                dir.path().join("nope.json").to_string_lossy().into_owned(),
+            ],
+            2,
+            "cannot read the file",
+        ),
+        (
+            vec!["run".into(), bad_def.to_string_lossy().into_owned()],
+            1,
+            "$.steps[0].depends_on[0]",
+        ),
+        (
+            vec!["run".into(), yaml.to_string_lossy().into_owned()],
+            1,
+            "broken.yaml",
+        ),
+        (
+            vec![
+                "run".into(),
+                w.clone(),
+                "--input".into(),
+                "{\"event\": ".into(),
+            ],
+            1,
+            "JSON text is not valid",
+        ),
+        (
+            vec![
+                "run".into(),
+                w.clone(),
+                "--input".into(),
+                "{\"event\": {\"id\": 1}}".into(),
+            ],
+            1,
+            "input_schema",
+        ),
+        (
+            vec![
+                "run".into(),
+                w.clone(),
+                "--input".into(),
+                dir.path()
+                    .join("missing.json")
+                    .to_string_lossy()
+                    .into_owned(),
+            ],
+            2,
+            "missing.json",
+        ),
+        (
+            vec!["status".into(), "ex-unknown".into()],
+            1,
+            "there is no data in",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = eventflow(&data, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!data.exists(), "{args:?} wrote to the data directory");
+    }
+    // An unknown id in a data directory that exists.
+    let ok = eventflow(&data, &["run", &w, "--input", &input().to_string()]);
+    assert!(ok.status.success());
+    let out = eventflow(&data, &["status", "ex-nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("there is no run ex-nope"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A data directory that cannot be created.
+    let file = write(dir.path(), "plain-file", &json!(1));
+    let out = eventflow(
+        &file.join("sub"),
+        &["run", &w, "--input", &input().to_string()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot use the data directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_data_directory_in_use_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // A run that waits five minutes, followed for ten: the process stays.
+    let wf = write(
+        dir.path(),
+        "wait.json",
+        &json!({"id": "waits", "name": "w", "kind": "custom",
+        "steps": [{"id": "later", "wait": {"duration": "5m"}}]}),
+    );
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_eventflow"))
+        .args([
+            "run",
+            &wf.to_string_lossy(),
+            "--follow",
+            "600",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = None;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if !data.join("eventflow.redb").exists() {
+            continue;
+        }
+        let out = eventflow(&data, &["list"]);
+        if out.status.code() == Some(2) {
+            refused = Some(text(&out.stderr));
+            break;
+        }
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let msg = refused.expect("a second process was refused");
+    assert!(
+        msg.contains("is in use by another eventflow process"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,235 @@
+//! The redb store: conditional checkpoints, atomic commits, timers, versions, records.
+
+use chrono::{DateTime, Utc};
+use eventflow_engine::*;
+use eventflow_local::LocalStore;
+use eventflow_ports::*;
+use serde_json::json;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+fn version() -> Version {
+    let def: Definition = serde_json::from_value(json!({"id": "w", "name": "w", "kind": "custom",
+        "steps": [{"id": "a", "action": "notify"}]}))
+    .expect("def");
+    Version::compile(def, 1, &eventflow_actions::registry()).expect("valid")
+}
+
+fn timer(step: &str, at: &str) -> TimerRecord {
+    TimerRecord {
+        execution_id: "ex1".into(),
+        timer: Timer {
+            kind: TimerKind::Wait,
+            step: step.into(),
+            item: None,
+            attempt: 0,
+        },
+        at: t(at),
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_written_only_over_the_sequence_it_expects() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let v = version();
+    let mut cp = Checkpoint::new(
+        &v,
+        "ex1",
+        json!({"big": [1, 2, 3]}),
+        t("2026-01-01T00:00:00Z"),
+    );
+    store
+        .commit(vec![Commit {
+            checkpoint: Some(cp.clone()),
+            input: Some(cp.input.clone()),
+            ..Commit::default()
+        }])
+        .await
+        .expect("create");
+    // A second creation of the same run loses.
+    let err = store
+        .commit(vec![Commit {
+            checkpoint: Some(cp.clone()),
+            ..Commit::default()
+        }])
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    cp.seq = 1;
+    store
+        .commit(vec![Commit {
+            checkpoint: Some(cp.clone()),
+            expected_seq: Some(0),
+            ..Commit::default()
+        }])
+        .await
+        .expect("advance");
+    // A writer that read seq 0 too is refused, and nothing of its commit is written.
+    let stale = Commit {
+        checkpoint: Some(cp.clone()),
+        expected_seq: Some(0),
+        results: vec![("ex1/a/-/1".into(), json!({"ok": true}))],
+        ..Commit::default()
+    };
+    assert!(matches!(
+        store.commit(vec![stale]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.result("ex1/a/-/1").await.expect("read"), None);
+    let loaded = store
+        .checkpoint("ex1")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(loaded.seq, 1);
+    assert_eq!(
+        loaded.input,
+        json!({"big": [1, 2, 3]}),
+        "the input is stored once and re-attached"
+    );
+}
+
+#[tokio::test]
+async fn timers_come_due_in_order_and_go_once_fired() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let (late, early) = (
+        timer("b", "2026-01-03T00:00:00Z"),
+        timer("a", "2026-01-02T00:00:00Z"),
+    );
+    store
+        .commit(vec![Commit {
+            timers: vec![late.clone(), early.clone()],
+            ..Commit::default()
+        }])
+        .await
+        .expect("commit");
+    assert_eq!(store.next().await.expect("next"), Some(early.clone()));
+    let due = store.due(t("2026-01-02T12:00:00Z"), 10).await.expect("due");
+    assert_eq!(due, vec![early.clone()]);
+    store
+        .commit(vec![Commit {
+            fired: vec![early],
+            ..Commit::default()
+        }])
+        .await
+        .expect("fire");
+    assert_eq!(
+        store.due(t("2027-01-01T00:00:00Z"), 10).await.expect("due"),
+        vec![late]
+    );
+}
+
+#[tokio::test]
+async fn tasks_stay_until_answered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let task = Task {
+        execution_id: "ex1".into(),
+        workflow_id: "w".into(),
+        version: 1,
+        command: Command::RunStep {
+            key: "ex1/a/-/1".into(),
+            step: "a".into(),
+            item: None,
+            attempt: 1,
+            action: "notify".into(),
+            input: json!({}),
+            timeout: None,
+        },
+    };
+    store
+        .commit(vec![Commit {
+            dispatched: vec![task.clone()],
+            ..Commit::default()
+        }])
+        .await
+        .expect("dispatch");
+    assert_eq!(store.pending_tasks().await.expect("tasks"), vec![task]);
+    store
+        .commit(vec![Commit {
+            answered: vec!["ex1/a/-/1".into()],
+            results: vec![("ex1/a/-/1".into(), json!({"sent": 1}))],
+            ..Commit::default()
+        }])
+        .await
+        .expect("answer");
+    assert!(store.pending_tasks().await.expect("tasks").is_empty());
+    assert_eq!(
+        store.result("ex1/a/-/1").await.expect("result"),
+        Some(json!({"sent": 1}))
+    );
+}
+
+#[tokio::test]
+async fn publishing_is_once_per_content_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let def = version().definition().clone();
+    let now = t("2026-01-01T00:00:00Z");
+    let v1 = store.publish(&def, "h1", now).await.expect("v1");
+    let again = store.publish(&def, "h1", now).await.expect("same");
+    assert_eq!((v1.number, again.number), (1, 1));
+    let mut changed = def.clone();
+    changed.name = "renamed".into();
+    let v2 = store.publish(&changed, "h2", now).await.expect("v2");
+    assert_eq!(v2.number, 2);
+    assert_eq!(
+        store
+            .version("w", 1)
+            .await
+            .expect("get")
+            .map(|v| v.definition.name),
+        Some("w".into())
+    );
+    assert_eq!(
+        store.latest("w").await.expect("latest").map(|v| v.number),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let _first = LocalStore::open(dir.path()).expect("open");
+    let err = LocalStore::open(dir.path()).expect_err("in use");
+    assert!(
+        err.to_string()
+            .contains("in use by another eventflow process"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn records_put_returns_what_it_replaced() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    assert_eq!(
+        store
+            .put("events", "e1", &json!({"v": 1}))
+            .await
+            .expect("put"),
+        None
+    );
+    assert_eq!(
+        store
+            .put("events", "e1", &json!({"v": 2}))
+            .await
+            .expect("put"),
+        Some(json!({"v": 1}))
+    );
+    assert_eq!(
+        store.get("events", "e1").await.expect("get"),
+        Some(json!({"v": 2}))
+    );
+    assert_eq!(
+        store.delete("events", "e1").await.expect("del"),
+        Some(json!({"v": 2}))
+    );
+    assert_eq!(store.get("events", "e1").await.expect("get"), None);
+}
