@@ -197,13 +197,9 @@ impl Machine<'_> {
         format!("{}/{item}/{attempt}", self.step_key(i))
     }
 
-    /// `execution/step`, or `execution/step@generation` for a step started over.
+    /// `execution/step`.
     fn step_key(&self, i: usize) -> String {
-        let st = &self.cp.steps[i];
-        match st.generation {
-            0 => format!("{}/{}", self.cp.execution_id, st.id),
-            g => format!("{}/{}@{g}", self.cp.execution_id, st.id),
-        }
+        format!("{}/{}", self.cp.execution_id, self.cp.steps[i].id)
     }
 
     fn timer(
@@ -424,14 +420,14 @@ impl Machine<'_> {
             Ok(false) => {
                 let st = &mut self.cp.steps[i];
                 st.iteration += 1;
-                st.attempt = 1;
-                let next = st.iteration;
+                st.attempt = st.base + 1;
+                let (next, first) = (st.iteration, st.attempt);
                 match lp.delay {
                     Some(d) if d > crate::Duration::ZERO => {
                         self.wait_on(i, TimerKind::LoopDelay);
-                        self.timer(i, TimerKind::LoopDelay, Some(next), 1, d);
+                        self.timer(i, TimerKind::LoopDelay, Some(next), first, d);
                     }
-                    _ => self.dispatch(i, Some(next), 1),
+                    _ => self.dispatch(i, Some(next), first),
                 }
             }
         }
@@ -477,7 +473,7 @@ impl Machine<'_> {
         let delay = if retry_allowed {
             next_delay(
                 &self.cs(i).retry,
-                attempt,
+                attempt.saturating_sub(self.cp.steps[i].base),
                 &error,
                 self.jitter(i, item, attempt),
             )
@@ -528,10 +524,9 @@ impl Machine<'_> {
                 let fan = self.cp.steps[i].fan.as_mut().expect("fan");
                 fan.in_flight.retain(|r| r.index != n);
                 fan.failed += 1;
+                fan.record_failed(n);
                 if fan.failures.len() < MAX_RECORDED_ITEM_FAILURES {
                     fan.failures.push(ItemFailure { index: n, error });
-                } else {
-                    fan.failures_truncated = true;
                 }
                 if f64::from(fan.failed) > (tolerated * f64::from(fan.total)).floor() {
                     fan.tripped = true;
@@ -744,9 +739,10 @@ impl Machine<'_> {
             .as_ref()
             .map(|c| c.retry.clone())
             .unwrap_or_default();
+        let base = st.compensation.as_ref().map_or(0, |c| c.base);
         match next_delay(
             &retry,
-            attempt,
+            attempt.saturating_sub(base),
             error,
             self.jitter(i, item, attempt ^ 0x8000_0000),
         ) {
@@ -768,6 +764,7 @@ impl Machine<'_> {
                             r.attempt = attempt + 1;
                             r.backoff = true;
                         }
+                        comp.attempt = comp.attempt.max(attempt + 1);
                     }
                     None => {
                         comp.attempt = attempt + 1;
@@ -791,6 +788,7 @@ impl Machine<'_> {
                 comp.error = Some(error.clone());
                 if let Some(n) = item.filter(|_| is_fan) {
                     comp.in_flight.retain(|r| r.index != n);
+                    comp.failed_items.push(n);
                 }
                 if self.cp.compensation_error.is_none() {
                     self.cp.compensation_error = Some(RunError {
@@ -816,7 +814,7 @@ impl Machine<'_> {
         for i in 0..self.cp.steps.len() {
             if matches!(
                 self.cp.steps[i].status,
-                StepStatus::Waiting | StepStatus::Running
+                StepStatus::Waiting | StepStatus::Running | StepStatus::Compensating
             ) {
                 self.set_status(i, StepStatus::Cancelled, None);
             }
@@ -831,7 +829,9 @@ impl Machine<'_> {
         };
         match (self.cp.status, self.cp.steps[i].status) {
             (RunStatus::Running | RunStatus::Paused, StepStatus::Failed) => {
-                self.reset_step(i);
+                if !self.retry_failed_items(i) {
+                    self.reset_step(i);
+                }
                 // Dependents skipped because this step failed get another chance.
                 for j in 0..self.cp.steps.len() {
                     let st = &self.cp.steps[j];
@@ -858,7 +858,18 @@ impl Machine<'_> {
             }
             (RunStatus::NeedsAttention, StepStatus::CompensationFailed) => {
                 self.retry_compensation(i);
-                self.cp.compensation_error = None;
+                // Another compensation may still have failed: keep its error.
+                self.cp.compensation_error = self.cp.steps.iter().find_map(|s| {
+                    (s.status == StepStatus::CompensationFailed).then(|| RunError {
+                        step: s.id.clone(),
+                        item: None,
+                        error: s
+                            .compensation
+                            .as_ref()
+                            .and_then(|c| c.error.clone())
+                            .unwrap_or_else(|| StepError::terminal("CompensationFailed", "")),
+                    })
+                });
                 self.set_run(RunStatus::Compensating);
                 true
             }
@@ -866,12 +877,43 @@ impl Machine<'_> {
         }
     }
 
+    /// Retries only the items of a failed `for_each` that did not succeed, when they are all
+    /// known; `false` when the step must start over whole.
+    fn retry_failed_items(&mut self, i: usize) -> bool {
+        let st = &mut self.cp.steps[i];
+        let Some(fan) = st.fan.as_mut() else {
+            return false;
+        };
+        if fan.failures_truncated {
+            return false;
+        }
+        let mut queue = std::mem::take(&mut fan.failed_items);
+        queue.reverse();
+        fan.retry_queue = queue;
+        fan.failed = 0;
+        fan.failures.clear();
+        fan.tripped = false;
+        st.base = st.attempt;
+        st.error = None;
+        st.finished_at = None;
+        st.output = None;
+        self.set_status(i, StepStatus::Running, None);
+        true
+    }
+
     fn reset_step(&mut self, i: usize) {
         let from = self.cp.steps[i].status;
-        let (retries, generation) = (self.cp.steps[i].retries, self.cp.steps[i].generation);
+        // Numbering goes on past everything used so far (a wait's timer is named by the
+        // base too), so no key or timer of the earlier try is ever taken for the new one.
+        let old = &mut self.cp.steps[i];
+        let (retries, base) = (old.retries, old.attempt.max(old.base + 1));
+        // Kept only for its attempt numbers (see start_compensation).
+        let compensation = old.compensation.take();
         self.cp.steps[i] = StepState {
             retries,
-            generation: generation + 1,
+            attempt: base,
+            base,
+            compensation,
             ..StepState::new(&self.cs(i).id)
         };
         self.changes.push(Change::Step {
@@ -884,17 +926,23 @@ impl Machine<'_> {
         });
     }
 
+    /// An operator asks again for a compensation that failed for good: attempts are numbered
+    /// on, so the new ones have keys of their own.
     fn retry_compensation(&mut self, i: usize) {
         let st = &mut self.cp.steps[i];
         let is_fan = st.fan.is_some();
+        let mut first = 1;
         if let Some(comp) = st.compensation.as_mut() {
             comp.error = None;
             comp.backoff = false;
-            comp.attempt = 0;
+            comp.base = comp.attempt;
+            first = comp.base + 1;
+            let failed = std::mem::take(&mut comp.failed_items);
+            comp.retry_queue.extend(failed);
         }
         self.set_status(i, StepStatus::Compensating, None);
         if !is_fan {
-            self.dispatch_compensation(i, None, 1);
+            self.dispatch_compensation(i, None, first);
         }
     }
 
@@ -1043,7 +1091,7 @@ impl Machine<'_> {
                         kind: TimerKind::Wait,
                         step: self.cs(i).id.clone(),
                         item: None,
-                        attempt: 0,
+                        attempt: self.cp.steps[i].attempt,
                     },
                     at,
                 });
@@ -1123,7 +1171,8 @@ impl Machine<'_> {
         } else {
             None
         };
-        self.dispatch(i, slot, 1);
+        let first = self.cp.steps[i].base + 1;
+        self.dispatch(i, slot, first);
     }
 
     /// The evaluated item list of a `for_each`, from the cache or evaluated again.
@@ -1182,22 +1231,30 @@ impl Machine<'_> {
         for (n, attempt) in due {
             self.dispatch(i, Some(n), attempt);
         }
+        let first = self.cp.steps[i].base + 1;
         loop {
             let Some(fan) = self.cp.steps[i].fan.as_mut() else {
                 return;
             };
-            if fan.tripped || fan.next >= fan.total || fan.in_flight.len() >= concurrency {
+            if fan.tripped || fan.in_flight.len() >= concurrency {
                 return;
             }
-            let n = fan.next;
-            fan.next += 1;
+            // Items an operator asked to run again come first.
+            let n = if let Some(n) = fan.retry_queue.pop() {
+                n
+            } else if fan.next < fan.total {
+                fan.next += 1;
+                fan.next - 1
+            } else {
+                return;
+            };
             fan.in_flight.push(ItemRun {
                 index: n,
-                attempt: 1,
+                attempt: first,
                 backoff: false,
                 due: false,
             });
-            self.dispatch(i, Some(n), 1);
+            self.dispatch(i, Some(n), first);
         }
     }
 
@@ -1209,7 +1266,7 @@ impl Machine<'_> {
         if !fan.in_flight.is_empty() {
             return;
         }
-        let done = fan.tripped || fan.next >= fan.total;
+        let done = fan.tripped || (fan.next >= fan.total && fan.retry_queue.is_empty());
         if !done {
             if matches!(self.cp.status, RunStatus::Compensating) || self.cp.status.is_terminal() {
                 self.cp.steps[i].finished_at = Some(self.now);
@@ -1268,7 +1325,9 @@ impl Machine<'_> {
             self.eval(&self.cs(i).input, i, None, None, self.now)
         };
         let st = &mut self.cp.steps[i];
-        if !fan_item {
+        if fan_item {
+            st.attempt = st.attempt.max(attempt);
+        } else {
             st.attempt = attempt;
             st.timer = None;
         }
@@ -1388,9 +1447,20 @@ impl Machine<'_> {
                     self.set_status(j, StepStatus::Cancelled, None);
                 }
                 StepStatus::Running => {
-                    // Items waiting to retry are not in flight: they will not run now.
+                    // Items waiting to retry are not in flight: they will not run now, and
+                    // since they did not succeed there is nothing of theirs to undo.
                     if let Some(fan) = self.cp.steps[j].fan.as_mut() {
+                        let waiting: Vec<u32> = fan
+                            .in_flight
+                            .iter()
+                            .filter(|r| r.backoff)
+                            .map(|r| r.index)
+                            .collect();
                         fan.in_flight.retain(|r| !r.backoff);
+                        let queued = std::mem::take(&mut fan.retry_queue);
+                        for n in waiting.into_iter().chain(queued) {
+                            fan.record_failed(n);
+                        }
                     }
                     self.settle_fan(j);
                 }
@@ -1407,7 +1477,7 @@ impl Machine<'_> {
         }
         match st.status {
             StepStatus::Succeeded => st.fan.as_ref().is_none_or(|f| f.succeeded > 0),
-            StepStatus::Failed | StepStatus::Cancelled => {
+            StepStatus::Failed | StepStatus::Cancelled | StepStatus::Skipped => {
                 st.fan.as_ref().is_some_and(|f| f.succeeded > 0)
             }
             StepStatus::Compensating => true,
@@ -1415,19 +1485,31 @@ impl Machine<'_> {
         }
     }
 
+    /// A compensation failed for good (or is failing, items still in flight).
+    fn compensation_failed(&self) -> bool {
+        self.cp.steps.iter().any(|s| {
+            s.status == StepStatus::CompensationFailed
+                || (s.status == StepStatus::Compensating
+                    && s.compensation.as_ref().is_some_and(|c| c.error.is_some()))
+        })
+    }
+
     fn advance_compensation(&mut self) {
-        // Let what is in flight settle first: its result decides what needs undoing.
-        if self
-            .cp
-            .steps
-            .iter()
-            .any(|s| s.status == StepStatus::Running)
-        {
+        // Let what is in flight settle first: its result decides what needs undoing. Items
+        // only waiting to retry (outside a selective rollback) are not in flight.
+        let in_flight = |s: &StepState| {
+            s.status == StepStatus::Running
+                && s.fan
+                    .as_ref()
+                    .is_none_or(|f| f.in_flight.iter().any(|r| !r.backoff))
+        };
+        if self.cp.steps.iter().any(in_flight) {
             return;
         }
         let n = self.cp.steps.len();
-        let failed_for_good = self.cp.compensation_error.is_some();
-        if !failed_for_good {
+        // Once a compensation has failed for good nothing new starts, but what was started
+        // goes on, so the run stops with as much undone as could be.
+        if !self.compensation_failed() {
             for j in 0..n {
                 if !self.owes_compensation(j) || self.cp.steps[j].status == StepStatus::Compensating
                 {
@@ -1438,12 +1520,11 @@ impl Machine<'_> {
                     self.start_compensation(j);
                 }
             }
-            for j in 0..n {
-                if self.cp.steps[j].status == StepStatus::Compensating
-                    && self.cp.steps[j].fan.is_some()
-                {
-                    self.fill_compensation(j);
-                }
+        }
+        for j in 0..n {
+            if self.cp.steps[j].status == StepStatus::Compensating && self.cp.steps[j].fan.is_some()
+            {
+                self.fill_compensation(j);
             }
         }
         if self
@@ -1454,7 +1535,7 @@ impl Machine<'_> {
         {
             return;
         }
-        if failed_for_good {
+        if self.compensation_failed() {
             self.set_run(RunStatus::NeedsAttention);
             let error = self.cp.compensation_error.clone();
             self.commands.push(Command::Finish {
@@ -1470,12 +1551,22 @@ impl Machine<'_> {
     }
 
     fn start_compensation(&mut self, j: usize) {
-        self.cp.steps[j].compensation = Some(Box::default());
+        // A step run again after a selective rollback may be undone a second time: its
+        // compensation attempts number on from the first time's.
+        let base = self.cp.steps[j]
+            .compensation
+            .as_ref()
+            .map_or(0, |c| c.attempt);
+        self.cp.steps[j].compensation = Some(Box::new(CompensationState {
+            attempt: base,
+            base,
+            ..CompensationState::default()
+        }));
         self.set_status(j, StepStatus::Compensating, None);
         if self.cp.steps[j].fan.is_some() {
             self.fill_compensation(j);
         } else {
-            self.dispatch_compensation(j, None, 1);
+            self.dispatch_compensation(j, None, base + 1);
         }
     }
 
@@ -1490,21 +1581,27 @@ impl Machine<'_> {
             if comp.error.is_some() || comp.in_flight.len() >= concurrency {
                 break;
             }
-            while comp.next < fan.next && fan.failures.iter().any(|f| f.index == comp.next) {
+            let first = comp.base + 1;
+            let n = if let Some(n) = comp.retry_queue.pop() {
+                n
+            } else {
+                while comp.next < fan.next && fan.item_failed(comp.next) {
+                    comp.next += 1;
+                }
+                if comp.next >= fan.next {
+                    break;
+                }
                 comp.next += 1;
-            }
-            if comp.next >= fan.next {
-                break;
-            }
-            let n = comp.next;
-            comp.next += 1;
+                comp.next - 1
+            };
+            comp.attempt = comp.attempt.max(first);
             comp.in_flight.push(ItemRun {
                 index: n,
-                attempt: 1,
+                attempt: first,
                 backoff: false,
                 due: false,
             });
-            self.dispatch_compensation(j, Some(n), 1);
+            self.dispatch_compensation(j, Some(n), first);
         }
         self.settle_compensation(j);
     }
@@ -1527,10 +1624,10 @@ impl Machine<'_> {
         let all_dispatched = match st.fan.as_ref() {
             Some(fan) => {
                 let mut next = comp.next;
-                while next < fan.next && fan.failures.iter().any(|f| f.index == next) {
+                while next < fan.next && fan.item_failed(next) {
                     next += 1;
                 }
-                next >= fan.next
+                next >= fan.next && comp.retry_queue.is_empty()
             }
             None => false,
         };
@@ -1573,6 +1670,7 @@ impl Machine<'_> {
                 comp.error = Some(e.clone());
                 if let Some(n) = item {
                     comp.in_flight.retain(|r| r.index != n);
+                    comp.failed_items.push(n);
                 }
                 if self.cp.compensation_error.is_none() {
                     self.cp.compensation_error = Some(RunError {

@@ -10,8 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Failures of a `for_each` kept with their item; beyond this only the count grows.
+/// Failures of a `for_each` kept with their error; beyond this only their index is kept.
 pub const MAX_RECORDED_ITEM_FAILURES: usize = 32;
+/// Indices of failed `for_each` items kept (so their compensation is not run and a retry runs
+/// only them); a step failing more items than this is retried whole. 10,000 indices stay far
+/// below a DynamoDB item's 400 KB.
+pub const MAX_FAILED_ITEM_INDICES: usize = 10_000;
 /// Operator events remembered to recognise a redelivery.
 pub const RECENT_EVENT_IDS: usize = 32;
 
@@ -203,11 +207,18 @@ pub struct FanOut {
     pub retries: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_flight: Vec<ItemRun>,
+    /// The first failures, with their errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<ItemFailure>,
-    /// More items failed than `failures` lists.
+    /// Every item that did not succeed, sorted (up to [`MAX_FAILED_ITEM_INDICES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<u32>,
+    /// More items failed than `failed_items` lists.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failures_truncated: bool,
+    /// Items to run again (an operator retried the step), before `next`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_queue: Vec<u32>,
     /// Too many items failed: no new item is dispatched.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tripped: bool,
@@ -215,10 +226,36 @@ pub struct FanOut {
     pub(crate) items: ItemsCache,
 }
 
+impl FanOut {
+    /// Whether item `n` is known not to have succeeded.
+    pub fn item_failed(&self, n: u32) -> bool {
+        self.failed_items.binary_search(&n).is_ok()
+    }
+
+    pub(crate) fn record_failed(&mut self, n: u32) {
+        if let Err(pos) = self.failed_items.binary_search(&n) {
+            if self.failed_items.len() < MAX_FAILED_ITEM_INDICES {
+                self.failed_items.insert(pos, n);
+            } else {
+                self.failures_truncated = true;
+            }
+        }
+    }
+}
+
 /// The undoing of one step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompensationState {
+    /// The latest attempt (for a `for_each`: the highest of any item).
     pub attempt: u32,
+    /// Attempts used before an operator asked for it again; numbering goes on from here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub base: u32,
+    /// Items whose compensation failed for good, to run again on a retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_queue: Vec<u32>,
     /// For a `for_each`: items compensated (or dispatched) so far are `0..next`.
     pub next: u32,
     pub done: u32,
@@ -237,19 +274,19 @@ pub struct CompensationState {
 pub struct StepState {
     pub id: String,
     pub status: StepStatus,
-    /// The current attempt of the current iteration (1-based; 0 before the first).
+    /// The latest attempt (for a `for_each`: the highest of any item). Attempts are numbered
+    /// on across retries by an operator, so no idempotency key is used twice.
     pub attempt: u32,
+    /// Attempts used before the current try (an operator's retry, a selective rollback): the
+    /// retry policy counts from here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub base: u32,
     /// Loop iteration (1-based; 0 when the step has no loop or has not started).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub iteration: u32,
     /// Retries spent in all (attempts beyond the first).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
-    /// How many times an operator started the step over (retry after failure, selective
-    /// rollback); part of its idempotency keys so a new run of the step is not taken for a
-    /// redelivery of the old one.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub generation: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<SkipReason>,
     /// The timer the step waits on, when `Waiting`.
@@ -258,7 +295,12 @@ pub struct StepState {
     /// That timer fired while the run was paused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub due: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A present `null` is an output too (`has(steps.x.output)` is true).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
@@ -276,6 +318,11 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A field that is there, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 impl StepState {
     pub fn new(id: &str) -> Self {
         StepState {
@@ -284,7 +331,7 @@ impl StepState {
             attempt: 0,
             iteration: 0,
             retries: 0,
-            generation: 0,
+            base: 0,
             skip_reason: None,
             timer: None,
             due: false,
@@ -453,8 +500,8 @@ impl EventKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Run an action attempt. The key is `execution/step/item/attempt` (`-` without an item;
-    /// for a loop the item is the iteration; a step started over by an operator is written
-    /// `step@generation`): the same key means the same attempt.
+    /// for a loop the item is the iteration): the same key means the same attempt, and
+    /// attempts are numbered on across an operator's retries, so no key is used twice.
     RunStep {
         key: String,
         step: String,

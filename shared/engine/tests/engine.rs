@@ -561,11 +561,13 @@ fn a_compensation_failing_for_good_needs_attention_and_keeps_both_errors() {
             .map(|e| e.error.message.as_str()),
         Some("down")
     );
-    // An operator rolls back again: the compensation is attempted anew.
+    // An operator rolls back again: the compensation is attempted anew, as attempt 3 (the
+    // numbering goes on, so its key is new), and a late answer to attempt 1 changes nothing.
     let cmds = run.send(EventKind::Rollback { to: None });
     assert_eq!(compensations(&cmds), names(&["a"]));
+    assert!(run.compensated("a", None, 1).is_empty());
     assert_eq!(
-        finished(&run.compensated("a", None, 1)),
+        finished(&run.compensated("a", None, 3)),
         Some(RunStatus::Compensated)
     );
 }
@@ -643,7 +645,7 @@ fn pause_waits_for_an_operator_who_can_retry_skip_or_resume() {
     assert_eq!(run.cp.status, RunStatus::Paused);
     assert_eq!(run.cp.paused_at.as_deref(), Some("a"));
     let cmds = run.send(EventKind::RetryStep { step: "a".into() });
-    assert_eq!(dispatched(&cmds), vec![("a".into(), None, 1)]);
+    assert_eq!(dispatched(&cmds), vec![("a".into(), None, 2)]);
     assert_eq!(run.cp.status, RunStatus::Running);
     // Skip with a supplied output: dependents run on it
     let (mut run, _) = Run::start(def.clone(), json!({}));
@@ -788,7 +790,7 @@ fn a_step_started_over_gets_new_idempotency_keys() {
     });
     assert_eq!(
         key.as_deref(),
-        Some("ex1/a@1/-/1"),
+        Some("ex1/a/-/2"),
         "not the first run's ex1/a/-/1"
     );
 }
