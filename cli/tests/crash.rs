@@ -109,14 +109,6 @@ fn status(dir: &Path, id: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("status json")
 }
 
-fn run_id(dir: &Path) -> Option<String> {
-    let out = eventflow(dir, &["list"]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
-}
-
 fn kill_after(mut child: Child, ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
     // SIGKILL: no chance to clean up.
@@ -133,53 +125,63 @@ fn a_run_killed_again_and_again_finishes_without_redoing_what_succeeded() {
     std::fs::write(&wf, workflow(port).to_string()).expect("write workflow");
     let input = json!({"items": (0..16).collect::<Vec<u32>>()}).to_string();
 
-    // Kill points spread over the run: before the first commit, mid-branch, mid-fan-out...
-    let kills = [40u64, 90, 150, 60, 220, 130, 310, 80, 170, 260];
+    // The run is created first (its id is printed once the start is durable), then the
+    // process is killed at points spread over the run: mid-branch, mid-fan-out, ...
+    let mut first = eventflow(
+        &data,
+        &[
+            "run",
+            &wf.to_string_lossy(),
+            "--input",
+            &input,
+            "--follow",
+            "60",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn run");
+    let stdout = first.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the run starts");
+    let id = line
+        .split_whitespace()
+        .nth(1)
+        .filter(|w| w.starts_with("ex-"))
+        .unwrap_or_else(|| panic!("no run id in {line:?}"))
+        .to_owned();
+    let kills = [30u64, 90, 150, 60, 220, 130, 310, 80, 170, 260];
     let mut snapshots: Vec<(Instant, BTreeSet<String>, Vec<Value>)> = Vec::new();
-    let mut id = None;
-    for (n, ms) in kills.iter().enumerate() {
-        let child = if id.is_none() {
-            eventflow(
-                &data,
-                &[
-                    "run",
-                    &wf.to_string_lossy(),
-                    "--input",
-                    &input,
-                    "--follow",
-                    "60",
-                ],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn run")
-        } else {
+    let mut first = Some(first);
+    for ms in kills {
+        let child = first.take().unwrap_or_else(|| {
             eventflow(&data, &["resume", "--follow", "60"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn resume")
-        };
-        kill_after(child, *ms);
-        if id.is_none() {
-            id = run_id(&data);
-        }
-        if let Some(id) = &id {
-            let s = status(&data, id);
-            let succeeded: BTreeSet<String> = s["steps"]
-                .as_object()
-                .expect("steps")
-                .iter()
-                .filter(|(_, v)| v["status"] == "succeeded")
-                .map(|(k, _)| k.clone())
-                .collect();
-            let history = s["history"].as_array().cloned().unwrap_or_default();
-            snapshots.push((Instant::now(), succeeded, history));
-        }
-        assert!(n < 50);
+        });
+        kill_after(child, ms);
+        let s = status(&data, &id);
+        let succeeded: BTreeSet<String> = s["steps"]
+            .as_object()
+            .expect("steps")
+            .iter()
+            .filter(|(_, v)| v["status"] == "succeeded")
+            .map(|(k, _)| k.clone())
+            .collect();
+        let history = s["history"].as_array().cloned().unwrap_or_default();
+        snapshots.push((Instant::now(), succeeded, history));
     }
-    let id = id.expect("the run was created before one of the kills");
 
     // Then let it finish.
     let out = eventflow(&data, &["resume", "--follow", "60"])

@@ -3,10 +3,12 @@
 //! - [`store`]: a redb database in the data directory (versions, checkpoints, history, tasks,
 //!   timers, attempt results, domain records), fsync on every commit.
 //! - [`outbox`]: email and notifications as `.eml` files in `<data dir>/outbox`.
+//! - [`queue`]: the in-process task queue the worker pool reads.
 //! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
 //!   hands tasks to a worker pool and timers to a timer wheel.
 
 pub mod outbox;
+pub mod queue;
 pub mod runtime;
 pub mod store;
 

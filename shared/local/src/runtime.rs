@@ -21,8 +21,9 @@ use eventflow_engine::{
 };
 use eventflow_ports::*;
 use serde_json::Value;
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::queue::{self, InProcessQueue, TaskReceiver};
 use crate::store::LocalStore;
 
 /// The system clock.
@@ -117,7 +118,7 @@ struct Shared {
     versions: Mutex<HashMap<(String, u32), Arc<Version>>>,
     inbox: mpsc::UnboundedSender<Msg>,
     progress: broadcast::Sender<Progress>,
-    workers: Arc<Semaphore>,
+    queue: InProcessQueue,
 }
 
 /// A handle on the running local runtime; cheap to clone.
@@ -161,6 +162,7 @@ impl Runtime {
         config: RuntimeConfig,
     ) -> StoreResult<Runtime> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, tasks_rx) = InProcessQueue::new();
         let (progress, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             store,
@@ -171,9 +173,12 @@ impl Runtime {
             versions: Mutex::new(HashMap::new()),
             inbox: tx,
             progress,
-            workers: Arc::new(Semaphore::new(config.workers.max(1))),
+            queue,
         });
         let runtime = Runtime { shared };
+        for _ in 0..config.workers.max(1) {
+            tokio::spawn(runtime.clone().worker(Arc::clone(&tasks_rx)));
+        }
         let timers = runtime
             .shared
             .store
@@ -337,25 +342,23 @@ impl Runtime {
         let _ = self.shared.inbox.send(msg);
     }
 
-    /// Runs a task on the worker pool. A `recovered` task (re-sent after a restart) may have
-    /// been answered before the crash: its recorded result is used instead of acting again.
-    fn spawn_task(&self, task: Task, recovered: bool) {
-        let rt = self.clone();
-        tokio::spawn(async move {
-            let Ok(_permit) = Arc::clone(&rt.shared.workers).acquire_owned().await else {
-                return;
-            };
-            let (event, output) = rt.work(&task, recovered).await;
-            rt.send(Msg::Event {
+    /// One worker of the pool: takes tasks from the queue until it closes.
+    async fn worker(self, rx: TaskReceiver) {
+        while let Some(task) = queue::next(&rx).await {
+            let (event, output) = self.work(&task).await;
+            self.send(Msg::Event {
                 execution_id: task.execution_id.clone(),
                 event,
                 answered: Some((task.key().to_owned(), output)),
             });
-        });
+        }
     }
 
     /// Runs one task and turns its outcome into the event that answers it.
-    async fn work(&self, task: &Task, recovered: bool) -> (Event, Option<Value>) {
+    /// Runs one task and turns its outcome into the event that answers it. A redelivered task
+    /// may have been answered before a crash: its recorded result is used instead of acting
+    /// again. (A fresh one cannot have been, and skipping the read keeps commits fast.)
+    async fn work(&self, task: &Task) -> (Event, Option<Value>) {
         let key = task.key().to_owned();
         let (step, item, attempt, compensation) = match &task.command {
             Command::RunStep {
@@ -373,7 +376,7 @@ impl Runtime {
             _ => return (Event::new(key, EventKind::Pause), None),
         };
         // An attempt whose result is already recorded is not acted again.
-        let recorded = if recovered {
+        let recorded = if task.redelivered {
             self.shared.store.result(&key).await.ok().flatten()
         } else {
             None
@@ -560,9 +563,10 @@ impl Driver {
         for t in timers {
             self.arm(t);
         }
-        for task in tasks {
+        for mut task in tasks {
             *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
-            self.rt.spawn_task(task, true);
+            task.redelivered = true;
+            self.dispatch(vec![task]).await;
         }
         loop {
             let next_due = self.heap.peek().map(|Reverse((at, _))| *at);
@@ -612,6 +616,13 @@ impl Driver {
             if stop {
                 return;
             }
+        }
+    }
+
+    async fn dispatch(&self, tasks: Vec<Task>) {
+        if let Err(e) = self.rt.shared.queue.send(tasks).await {
+            // Only when the process is going down; the tasks stay in the store.
+            tracing::warn!(error = %e, "tasks not queued; they run on the next start");
         }
     }
 
@@ -766,6 +777,7 @@ impl Driver {
                         workflow_id: cp.workflow_id.clone(),
                         version: cp.version,
                         command: c,
+                        redelivered: false,
                     };
                     commit.dispatched.push(task.clone());
                     out.tasks.push(task);
@@ -808,10 +820,10 @@ impl Driver {
         for t in out.timers {
             self.arm(t);
         }
-        for task in out.tasks {
+        for task in &out.tasks {
             *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
-            self.rt.spawn_task(task, false);
         }
+        self.dispatch(out.tasks).await;
         for p in out.progress {
             if p.status.is_terminal() {
                 self.in_flight.remove(&p.execution_id);

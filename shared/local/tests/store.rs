@@ -142,6 +142,7 @@ async fn tasks_stay_until_answered() {
             input: json!({}),
             timeout: None,
         },
+        redelivered: false,
     };
     store
         .commit(vec![Commit {

@@ -79,6 +79,10 @@ pub struct Task {
     pub version: u32,
     /// A `RunStep` or `RunCompensation` command.
     pub command: Command,
+    /// Sent again (after a restart, or a queue's redelivery): it may have been answered
+    /// already, so the worker looks for a recorded result before acting.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivered: bool,
 }
 
 impl Task {
