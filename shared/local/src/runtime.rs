@@ -560,14 +560,7 @@ impl Driver {
         timers: Vec<TimerRecord>,
         tasks: Vec<Task>,
     ) {
-        for t in timers {
-            self.arm(t);
-        }
-        for mut task in tasks {
-            *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
-            task.redelivered = true;
-            self.dispatch(vec![task]).await;
-        }
+        self.redeliver(timers, tasks).await;
         loop {
             let next_due = self.heap.peek().map(|Reverse((at, _))| *at);
             let first = match next_due {
@@ -617,6 +610,25 @@ impl Driver {
                 return;
             }
         }
+    }
+
+    /// Arms stored timers and re-sends stored tasks (which may have been answered already:
+    /// they are marked redelivered).
+    async fn redeliver(&mut self, timers: Vec<TimerRecord>, tasks: Vec<Task>) {
+        for t in timers {
+            self.arm(t);
+        }
+        for task in &tasks {
+            *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
+        }
+        let tasks = tasks
+            .into_iter()
+            .map(|t| Task {
+                redelivered: true,
+                ..t
+            })
+            .collect();
+        self.dispatch(tasks).await;
     }
 
     async fn dispatch(&self, tasks: Vec<Task>) {
@@ -809,11 +821,27 @@ impl Driver {
         let result = self.rt.shared.store.commit(merge(out.commits)).await;
         if let Err(e) = result {
             // Nothing of the batch is durable: forget what was applied in memory, tell the
-            // callers, and let redelivery (tasks and timers still stored) carry on.
-            tracing::error!(error = %e, "a commit failed; the batch is dropped and will be redelivered");
+            // callers, and start again from what the store holds, as after a restart (the
+            // answers and timers of the batch are delivered again).
+            tracing::error!(error = %e, "a commit failed; the batch is dropped and redelivered");
             self.cache.clear();
             for reply in out.replies {
                 let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+            let store = &self.rt.shared.store;
+            match (
+                store.due(Timestamp::MAX_UTC, usize::MAX).await,
+                store.pending_tasks().await,
+            ) {
+                (Ok(timers), Ok(tasks)) => {
+                    self.heap.clear();
+                    self.timers.clear();
+                    self.in_flight.clear();
+                    self.redeliver(timers, tasks).await;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "the store cannot be read; runs resume on the next start");
+                }
             }
             return;
         }
