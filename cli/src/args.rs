@@ -49,7 +49,8 @@ pub(crate) enum Command {
     /// The definition is published (once per content) with every valid definition beside it,
     /// so workflows it starts are found. Unfinished runs in the data directory resume too.
     Run {
-        /// The definition file to run.
+        /// The definition file to run, or the id of a workflow already published in the
+        /// data directory (its latest version runs).
         #[arg(value_name = "WORKFLOW")]
         workflow: PathBuf,
         /// The run's input: a JSON (or YAML) file, or JSON text.

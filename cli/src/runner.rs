@@ -20,7 +20,7 @@ use eventflow_engine::{
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
 use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
 use eventflow_local::{LocalStore, OpenError};
-use eventflow_ports::ExecutionStore;
+use eventflow_ports::{ExecutionStore, VersionStore};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -134,6 +134,17 @@ fn read_input(arg: &str) -> Result<Value, Refusal> {
     parsed.map_err(|e| Refusal::invalid(format!("{arg}: the input is not valid: {e}")))
 }
 
+/// `WORKFLOW` names a published workflow (an id, no such file, and a data directory exists).
+fn published_id(data_dir: &Path, workflow: &Path) -> Option<String> {
+    let id = workflow.to_str()?;
+    let looks_like_id = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    (looks_like_id && !workflow.exists() && data_dir.join("eventflow.redb").exists())
+        .then(|| id.to_owned())
+}
+
 /// Every valid definition beside `file` (so `workflow.start` finds its targets).
 fn siblings(file: &Path) -> Vec<Definition> {
     let dir = file
@@ -168,9 +179,34 @@ pub(crate) async fn run(
     follow: u64,
 ) -> Outcome {
     // Everything that can refuse the request, before anything is written.
-    let def = load_definition(workflow)?;
+    let published = published_id(data_dir, workflow);
+    let def = match &published {
+        Some(_) => None,
+        None => Some(load_definition(workflow)?),
+    };
     let input = read_input(input)?;
     let registry = eventflow_actions::registry();
+    let store = match &published {
+        Some(_) => Some(open_store(data_dir)?),
+        None => None,
+    };
+    let def = match (def, &published, &store) {
+        (Some(def), _, _) => def,
+        (None, Some(id), Some(store)) => {
+            store
+                .latest(id)
+                .await
+                .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
+                .ok_or_else(|| {
+                    Refusal::invalid(format!(
+                        "eventflow: {id} is neither a definition file nor a workflow published in {}; give the path of its file",
+                        data_dir.display()
+                    ))
+                })?
+                .definition
+        }
+        _ => return Err(Refusal::io("eventflow: no workflow to run")),
+    };
     let check = Version::compile(def.clone(), 0, &registry).map_err(|p| {
         Refusal::invalid(
             p.iter()
@@ -188,12 +224,17 @@ pub(crate) async fn run(
                 .join("\n"),
         ));
     }
-    let store = open_store(data_dir)?;
+    let store = match store {
+        Some(store) => store,
+        None => open_store(data_dir)?,
+    };
     let rt = runtime(store).await?;
-    for sibling in siblings(workflow) {
-        rt.publish(&sibling)
-            .await
-            .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    if published.is_none() {
+        for sibling in siblings(workflow) {
+            rt.publish(&sibling)
+                .await
+                .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+        }
     }
     let record = rt
         .publish(&def)

@@ -350,3 +350,37 @@ fn a_data_directory_in_use_is_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_published_workflow_runs_again_by_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let wf = write(dir.path(), "launch.json", &launch());
+    let first = eventflow(
+        &data,
+        &[
+            "run",
+            &wf.to_string_lossy(),
+            "--input",
+            &input().to_string(),
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let again = eventflow(
+        &data,
+        &["run", "mini-launch", "--input", &input().to_string()],
+    );
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("of mini-launch v1 started"),
+        "{}",
+        text(&again.stdout)
+    );
+    let unknown = eventflow(&data, &["run", "no-such-flow"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("neither a definition file nor a workflow published"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
