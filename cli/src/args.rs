@@ -92,6 +92,39 @@ pub(crate) enum Command {
     },
     /// List the messages sent (emails and notifications, as .eml files in the data directory).
     Outbox,
+    /// List a workflow's published versions, their state, and the alias.
+    Versions {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+    },
+    /// Show which version new starts of a workflow use, or set it (and a canary).
+    Alias {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+        /// The version new starts use.
+        #[arg(long, value_name = "N")]
+        active: Option<u32>,
+        /// A version that takes --weight percent of new starts.
+        #[arg(long, value_name = "N", requires = "weight", requires = "active")]
+        canary: Option<u32>,
+        /// The canary's share of new starts, in percent (1 to 99).
+        #[arg(long, value_name = "PERCENT", requires = "canary")]
+        weight: Option<u8>,
+    },
+    /// Stop a version from starting new runs; its runs go on.
+    Deprecate {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+        #[arg(value_name = "VERSION")]
+        version: u32,
+    },
+    /// Retire a deprecated version that no unfinished run uses.
+    Retire {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+        #[arg(value_name = "VERSION")]
+        version: u32,
+    },
 }
 
 #[cfg(test)]

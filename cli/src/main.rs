@@ -72,6 +72,17 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
             }
             Command::Resume { follow } => runner::resume(dir, *follow).await,
             Command::Outbox => runner::outbox(dir),
+            Command::Versions { workflow } => runner::versions(dir, workflow).await,
+            Command::Alias {
+                workflow,
+                active,
+                canary,
+                weight,
+            } => runner::alias(dir, workflow, *active, *canary, *weight).await,
+            Command::Deprecate { workflow, version } => {
+                runner::deprecate(dir, workflow, *version).await
+            }
+            Command::Retire { workflow, version } => runner::retire(dir, workflow, *version).await,
             Command::Validate { .. } | Command::Graph { .. } | Command::Schema => {
                 Ok(ExitCode::SUCCESS)
             }

@@ -20,7 +20,8 @@ use eventflow_engine::{
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
 use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
 use eventflow_local::{LocalStore, OpenError};
-use eventflow_ports::{ExecutionStore, VersionStore};
+use eventflow_ports::versions::{self as lifecycle, VersionError};
+use eventflow_ports::{Canary, ExecutionStore, VersionState, VersionStore};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -193,16 +194,27 @@ pub(crate) async fn run(
     let def = match (def, &published, &store) {
         (Some(def), _, _) => def,
         (None, Some(id), Some(store)) => {
-            store
+            if store
                 .latest(id)
                 .await
                 .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
-                .ok_or_else(|| {
-                    Refusal::invalid(format!(
-                        "eventflow: {id} is neither a definition file nor a workflow published in {}; give the path of its file",
-                        data_dir.display()
-                    ))
-                })?
+                .is_none()
+            {
+                return Err(Refusal::invalid(format!(
+                    "eventflow: {id} is neither a definition file nor a workflow published in {}; give the path of its file",
+                    data_dir.display()
+                )));
+            }
+            // The alias decides which version (a canary takes its share).
+            let key = format!("cli/{}", uuid_like());
+            let number = lifecycle::version_for_start(store, id, None, &key)
+                .await
+                .map_err(refused)?;
+            store
+                .version(id, number)
+                .await
+                .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
+                .ok_or_else(|| Refusal::io("eventflow: the version vanished from the store"))?
                 .definition
         }
         _ => return Err(Refusal::io("eventflow: no workflow to run")),
@@ -240,6 +252,10 @@ pub(crate) async fn run(
         .publish(&def)
         .await
         .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    // A deprecated or retired version starts nothing new, even from its file.
+    lifecycle::version_for_start(rt.store(), &record.workflow_id, Some(record.number), "")
+        .await
+        .map_err(refused)?;
     let version = rt
         .version(&record.workflow_id, record.number)
         .await
@@ -799,5 +815,105 @@ pub(crate) fn outbox(data_dir: &Path) -> Outcome {
     if entries.is_empty() {
         eprintln!("the outbox in {} is empty", dir.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A key unique to this start, for the alias's canary choice.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{}", std::process::id())
+}
+
+fn refused(e: VersionError) -> Refusal {
+    match e {
+        VersionError::Store(e) => Refusal::io(format!("eventflow: {e}")),
+        other => Refusal::invalid(format!("eventflow: {other}")),
+    }
+}
+
+pub(crate) async fn versions(data_dir: &Path, workflow: &str) -> Outcome {
+    let store = existing_store(data_dir)?;
+    let all = store
+        .versions(workflow)
+        .await
+        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    if all.is_empty() {
+        return Err(refused(VersionError::NoSuchWorkflow(workflow.to_owned())));
+    }
+    let alias = lifecycle::current_alias(&store, workflow)
+        .await
+        .map_err(refused)?;
+    for (v, state) in &all {
+        let state = match state {
+            VersionState::Active => "active",
+            VersionState::Deprecated => "deprecated",
+            VersionState::Retired => "retired",
+        };
+        let role = if v.number == alias.active {
+            "  <- new starts".to_owned()
+        } else if let Some(c) = alias.canary.filter(|c| c.version == v.number) {
+            format!("  <- canary, {}% of new starts", c.weight)
+        } else {
+            String::new()
+        };
+        println!(
+            "v{:<4} {:<11} {}  {}{role}",
+            v.number,
+            state,
+            v.published_at.format("%Y-%m-%d %H:%M:%S"),
+            &v.hash[..12.min(v.hash.len())]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn alias(
+    data_dir: &Path,
+    workflow: &str,
+    active: Option<u32>,
+    canary: Option<u32>,
+    weight: Option<u8>,
+) -> Outcome {
+    let store = existing_store(data_dir)?;
+    let alias = match active {
+        Some(active) => {
+            let canary = canary
+                .zip(weight)
+                .map(|(version, weight)| Canary { version, weight });
+            lifecycle::set_alias(&store, workflow, active, canary)
+                .await
+                .map_err(refused)?
+        }
+        None => lifecycle::current_alias(&store, workflow)
+            .await
+            .map_err(refused)?,
+    };
+    match alias.canary {
+        Some(c) => println!(
+            "{}: new starts use v{}, and v{} takes {}% of them",
+            alias.workflow_id, alias.active, c.version, c.weight
+        ),
+        None => println!("{}: new starts use v{}", alias.workflow_id, alias.active),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn deprecate(data_dir: &Path, workflow: &str, version: u32) -> Outcome {
+    let store = existing_store(data_dir)?;
+    lifecycle::deprecate(&store, workflow, version)
+        .await
+        .map_err(refused)?;
+    println!("{workflow} v{version} is deprecated: it starts nothing new; its runs go on");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn retire(data_dir: &Path, workflow: &str, version: u32) -> Outcome {
+    let store = existing_store(data_dir)?;
+    lifecycle::retire(&store, &store, workflow, version)
+        .await
+        .map_err(refused)?;
+    println!("{workflow} v{version} is retired");
     Ok(ExitCode::SUCCESS)
 }

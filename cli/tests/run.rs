@@ -384,3 +384,71 @@ fn a_published_workflow_runs_again_by_its_id() {
         text(&unknown.stderr)
     );
 }
+
+#[test]
+fn versions_are_deprecated_retired_and_chosen_by_the_alias() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let v1 = json!({"id": "nurture", "name": "Nurture", "kind": "attendee_nurture",
+        "steps": [{"id": "later", "wait": {"duration": "3d"}}]});
+    let mut v2 = v1.clone();
+    v2["name"] = json!("Nurture, second cut");
+    let f1 = write(dir.path(), "v1.json", &v1);
+    let run = |file: &Path| eventflow(&data, &["run", &file.to_string_lossy(), "--follow", "0"]);
+    // v1 runs and stays waiting; v2 is published by running it.
+    assert!(run(&f1).status.success());
+    let f2 = write(dir.path(), "v2.json", &v2);
+    assert!(run(&f2).status.success());
+    let listed = text(&eventflow(&data, &["versions", "nurture"]).stdout);
+    assert!(
+        listed.contains("v1")
+            && listed.contains("v2    active      ")
+            && listed.contains("<- new starts"),
+        "{listed}"
+    );
+
+    // The alias points at v2 (the latest): v2 cannot be deprecated while it takes starts.
+    let out = eventflow(&data, &["deprecate", "nurture", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("point the alias at another version first"),
+        "{}",
+        text(&out.stderr)
+    );
+    // v1 can; then it starts nothing new, and the refusal names the active version.
+    assert!(
+        eventflow(&data, &["deprecate", "nurture", "1"])
+            .status
+            .success()
+    );
+    let out = run(&f1);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("start the active version 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    // It cannot be a canary either.
+    let out = eventflow(
+        &data,
+        &[
+            "alias", "nurture", "--active", "2", "--canary", "1", "--weight", "10",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // Its run still waits, so it cannot be retired; the refusal gives the count.
+    let out = eventflow(&data, &["retire", "nurture", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("still has 1 unfinished run"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Starting by id goes through the alias.
+    let out = eventflow(&data, &["run", "nurture", "--follow", "0"]);
+    assert!(
+        text(&out.stdout).contains("of nurture v2 started"),
+        "{}",
+        text(&out.stdout)
+    );
+}

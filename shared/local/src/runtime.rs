@@ -19,6 +19,7 @@ use eventflow_engine::{
     ActionRegistry, Checkpoint, Command, Definition, Event, EventKind, HistoryEntry, RunStatus,
     Timestamp, Version, decide,
 };
+use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::*;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -489,22 +490,22 @@ impl Workflows for Runtime {
         input: &Value,
         idempotency_key: &str,
     ) -> Result<String, ActionError> {
-        let record = self
-            .shared
-            .store
-            .latest(workflow_id)
-            .await
-            .map_err(ActionError::store)?
-            .ok_or_else(|| {
-                ActionError::terminal(
-                    "UnknownWorkflow",
-                    format!(
-                        "no version of workflow `{workflow_id}` is published; publish it first"
-                    ),
-                )
-            })?;
+        // The alias decides (a canary takes its share, by the start's key); a deprecated
+        // version starts nothing.
+        let number = match versions::version_for_start(
+            &self.shared.store,
+            workflow_id,
+            None,
+            idempotency_key,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(VersionError::Store(e)) => return Err(ActionError::store(e)),
+            Err(e) => return Err(ActionError::terminal("UnknownWorkflow", e.to_string())),
+        };
         let version = self
-            .version(workflow_id, record.number)
+            .version(workflow_id, number)
             .await
             .map_err(ActionError::store)?;
         match self

@@ -15,6 +15,8 @@
 //! | `records` | (collection, key) | a domain record |
 //! | `inputs` | execution | the run's input (checkpoints are stored without it) |
 //! | `start_keys` | idempotency key of a start | execution |
+//! | `version_states` | (workflow, number) | [`VersionState`] when not active |
+//! | `aliases` | workflow | [`Alias`] |
 //!
 //! One [`Commit`] (an applied event) writes its checkpoint, history, tasks, results and timers
 //! in one transaction; [`LocalStore::commit`] writes many commits in one transaction, which is
@@ -43,6 +45,8 @@ const TIMERS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("timers
 const TIMER_IDS: TableDefinition<&str, i64> = TableDefinition::new("timer_ids");
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs");
+const VERSION_STATES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("version_states");
+const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 const START_KEYS: TableDefinition<&str, &str> = TableDefinition::new("start_keys");
 
 /// Why the data directory cannot be used.
@@ -187,6 +191,8 @@ impl LocalStore {
         tx.open_table(RECORDS).map_err(backend)?;
         tx.open_table(INPUTS).map_err(backend)?;
         tx.open_table(START_KEYS).map_err(backend)?;
+        tx.open_table(VERSION_STATES).map_err(backend)?;
+        tx.open_table(ALIASES).map_err(backend)?;
         tx.commit().map_err(backend)
     }
 
@@ -508,6 +514,90 @@ impl VersionStore for LocalStore {
                 Some(v) => from_json(v.value()).map(Some),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    async fn versions(&self, workflow_id: &str) -> StoreResult<Vec<(VersionRecord, VersionState)>> {
+        let wf = workflow_id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let versions = tx.open_table(VERSIONS).map_err(backend)?;
+            let states = tx.open_table(VERSION_STATES).map_err(backend)?;
+            let mut out = Vec::new();
+            for row in versions
+                .range((wf.as_str(), 0)..=(wf.as_str(), u32::MAX))
+                .map_err(backend)?
+            {
+                let (k, v) = row.map_err(backend)?;
+                let state = match states.get(k.value()).map_err(backend)? {
+                    Some(s) => from_json(s.value())?,
+                    None => VersionState::Active,
+                };
+                out.push((from_json(v.value())?, state));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn state(&self, workflow_id: &str, number: u32) -> StoreResult<VersionState> {
+        let wf = workflow_id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(VERSION_STATES).map_err(backend)?;
+            match t.get((wf.as_str(), number)).map_err(backend)? {
+                Some(v) => from_json(v.value()),
+                None => Ok(VersionState::Active),
+            }
+        })
+        .await
+    }
+
+    async fn set_state(
+        &self,
+        workflow_id: &str,
+        number: u32,
+        state: VersionState,
+    ) -> StoreResult<()> {
+        let (wf, bytes) = (workflow_id.to_owned(), to_json(&state)?);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let versions = tx.open_table(VERSIONS).map_err(backend)?;
+                if versions
+                    .get((wf.as_str(), number))
+                    .map_err(backend)?
+                    .is_none()
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "{wf} has no version {number}"
+                    )));
+                }
+                let mut t = tx.open_table(VERSION_STATES).map_err(backend)?;
+                t.insert((wf.as_str(), number), bytes.as_slice())
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn alias(&self, workflow_id: &str) -> StoreResult<Option<Alias>> {
+        let wf = workflow_id.to_owned();
+        self.blocking(move |db| LocalStore::read(db, ALIASES, &wf))
+            .await
+    }
+
+    async fn set_alias(&self, alias: &Alias) -> StoreResult<()> {
+        let (wf, bytes) = (alias.workflow_id.clone(), to_json(alias)?);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut t = tx.open_table(ALIASES).map_err(backend)?;
+                t.insert(wf.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -11,8 +11,11 @@
 //! - [`Clock`]: the only source of time.
 //! - [`Action`] with [`ActionContext`]: what a step does, and how it is undone; actions reach
 //!   the outside world through [`RecordStore`] and [`Outbox`].
+//! - [`versions`]: the version lifecycle (alias and canary, deprecate, retire) over the ports.
 
 use std::sync::Arc;
+
+pub mod versions;
 
 use async_trait::async_trait;
 use eventflow_engine::{
@@ -57,6 +60,59 @@ pub struct VersionRecord {
     pub published_at: Timestamp,
 }
 
+/// Where a version stands. The version itself never changes; this does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// Can start runs.
+    #[default]
+    Active,
+    /// Starts nothing new; its runs go on.
+    Deprecated,
+    /// No run uses it any more, and none can.
+    Retired,
+}
+
+/// A share of new starts sent to another version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    pub version: u32,
+    /// Percent of new starts, 1 to 99.
+    pub weight: u8,
+}
+
+/// Which version new starts of a workflow use: the active one, or for a weighted share, a
+/// canary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub workflow_id: String,
+    pub active: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+impl Alias {
+    /// The version a start with this idempotency key uses. Decided by a hash of the key, so a
+    /// start delivered twice lands on the same version, and over many starts the canary gets
+    /// its weight.
+    pub fn choose(&self, start_key: &str) -> u32 {
+        let Some(canary) = self.canary else {
+            return self.active;
+        };
+        // FNV-1a: stable across processes and platforms (std's hasher is not).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.workflow_id.bytes().chain([0]).chain(start_key.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        if h % 100 < u64::from(canary.weight) {
+            canary.version
+        } else {
+            self.active
+        }
+    }
+}
+
 #[async_trait]
 pub trait VersionStore: Send + Sync {
     /// Publishes `definition` as the next version, or returns the existing version with the
@@ -69,6 +125,18 @@ pub trait VersionStore: Send + Sync {
     ) -> StoreResult<VersionRecord>;
     async fn version(&self, workflow_id: &str, number: u32) -> StoreResult<Option<VersionRecord>>;
     async fn latest(&self, workflow_id: &str) -> StoreResult<Option<VersionRecord>>;
+    /// Every version of a workflow with its state, oldest first.
+    async fn versions(&self, workflow_id: &str) -> StoreResult<Vec<(VersionRecord, VersionState)>>;
+    async fn state(&self, workflow_id: &str, number: u32) -> StoreResult<VersionState>;
+    async fn set_state(
+        &self,
+        workflow_id: &str,
+        number: u32,
+        state: VersionState,
+    ) -> StoreResult<()>;
+    /// The alias; without one, the latest version is active.
+    async fn alias(&self, workflow_id: &str) -> StoreResult<Option<Alias>>;
+    async fn set_alias(&self, alias: &Alias) -> StoreResult<()>;
 }
 
 /// An action attempt (or compensation) handed to a worker.
@@ -172,6 +240,51 @@ pub trait ExecutionStore: Send + Sync {
     async fn result(&self, key: &str) -> StoreResult<Option<Value>>;
     /// The execution started with this idempotency key, if any.
     async fn execution_for_key(&self, key: &str) -> StoreResult<Option<String>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canary_gets_its_weight_within_three_points_over_ten_thousand_starts() {
+        for weight in [1u8, 10, 25, 50, 90] {
+            let alias = Alias {
+                workflow_id: "event-launch".into(),
+                active: 1,
+                canary: Some(Canary { version: 2, weight }),
+            };
+            let canary = (0..10_000)
+                .filter(|i| alias.choose(&format!("start-{i}")) == 2)
+                .count();
+            let share = canary as f64 / 100.0;
+            assert!(
+                (share - f64::from(weight)).abs() <= 3.0,
+                "weight {weight}: {share}% went to the canary"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_start_key_always_picks_the_same_version() {
+        let alias = Alias {
+            workflow_id: "w".into(),
+            active: 3,
+            canary: Some(Canary {
+                version: 4,
+                weight: 50,
+            }),
+        };
+        let first: Vec<u32> = (0..100).map(|i| alias.choose(&i.to_string())).collect();
+        let again: Vec<u32> = (0..100).map(|i| alias.choose(&i.to_string())).collect();
+        assert_eq!(first, again);
+        assert!(first.contains(&3) && first.contains(&4));
+        let plain = Alias {
+            canary: None,
+            ..alias
+        };
+        assert!((0..100).all(|i| plain.choose(&i.to_string()) == 3));
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,200 @@
+//! Version lifecycle, written once over the ports: which version a start uses, deprecation,
+//! retirement and the alias, with the refusals an operator needs to read.
+
+use crate::{Alias, Canary, ExecutionStore, StoreError, VersionState, VersionStore};
+
+/// A refused version operation: what is wrong, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    #[error(
+        "workflow {workflow} has no version {number}; `eventflow versions {workflow}` lists them"
+    )]
+    NoSuchVersion { workflow: String, number: u32 },
+    #[error("workflow {0} has no published version; publish it first")]
+    NoSuchWorkflow(String),
+    #[error(
+        "version {number} of {workflow} is {state}: it starts nothing new; start the active version {active} instead"
+    )]
+    NotStartable {
+        workflow: String,
+        number: u32,
+        state: &'static str,
+        active: u32,
+    },
+    #[error(
+        "version {number} of {workflow} still has {count} unfinished run(s); let them finish or migrate them, then retire it"
+    )]
+    InUse {
+        workflow: String,
+        number: u32,
+        count: usize,
+    },
+    #[error("version {number} of {workflow} must be deprecated before it is retired")]
+    NotDeprecated { workflow: String, number: u32 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn state_name(s: VersionState) -> &'static str {
+    match s {
+        VersionState::Active => "active",
+        VersionState::Deprecated => "deprecated",
+        VersionState::Retired => "retired",
+    }
+}
+
+/// The alias in force: the stored one, or the latest version.
+pub async fn current_alias(
+    versions: &dyn VersionStore,
+    workflow: &str,
+) -> Result<Alias, VersionError> {
+    if let Some(alias) = versions.alias(workflow).await? {
+        return Ok(alias);
+    }
+    let latest = versions
+        .latest(workflow)
+        .await?
+        .ok_or_else(|| VersionError::NoSuchWorkflow(workflow.to_owned()))?;
+    Ok(Alias {
+        workflow_id: workflow.to_owned(),
+        active: latest.number,
+        canary: None,
+    })
+}
+
+/// The version a new start uses: `number` if given (refused unless active), otherwise the
+/// alias's choice for the start's idempotency key.
+pub async fn version_for_start(
+    versions: &dyn VersionStore,
+    workflow: &str,
+    number: Option<u32>,
+    start_key: &str,
+) -> Result<u32, VersionError> {
+    let alias = current_alias(versions, workflow).await?;
+    let chosen = number.unwrap_or_else(|| alias.choose(start_key));
+    if versions.version(workflow, chosen).await?.is_none() {
+        return Err(VersionError::NoSuchVersion {
+            workflow: workflow.to_owned(),
+            number: chosen,
+        });
+    }
+    match versions.state(workflow, chosen).await? {
+        VersionState::Active => Ok(chosen),
+        other => Err(VersionError::NotStartable {
+            workflow: workflow.to_owned(),
+            number: chosen,
+            state: state_name(other),
+            active: alias.active,
+        }),
+    }
+}
+
+async fn require_active(
+    versions: &dyn VersionStore,
+    workflow: &str,
+    number: u32,
+) -> Result<(), VersionError> {
+    if versions.version(workflow, number).await?.is_none() {
+        return Err(VersionError::NoSuchVersion {
+            workflow: workflow.to_owned(),
+            number,
+        });
+    }
+    match versions.state(workflow, number).await? {
+        VersionState::Active => Ok(()),
+        other => Err(VersionError::Invalid(format!(
+            "version {number} of {workflow} is {}; only an active version can take new starts",
+            state_name(other)
+        ))),
+    }
+}
+
+/// Points the alias at `active`, with an optional canary taking `weight` percent of starts.
+pub async fn set_alias(
+    versions: &dyn VersionStore,
+    workflow: &str,
+    active: u32,
+    canary: Option<Canary>,
+) -> Result<Alias, VersionError> {
+    require_active(versions, workflow, active).await?;
+    if let Some(c) = canary {
+        if !(1..=99).contains(&c.weight) {
+            return Err(VersionError::Invalid(format!(
+                "a canary weight is a percentage from 1 to 99, not {}",
+                c.weight
+            )));
+        }
+        if c.version == active {
+            return Err(VersionError::Invalid(
+                "the canary must be another version than the active one".into(),
+            ));
+        }
+        require_active(versions, workflow, c.version).await?;
+    }
+    let alias = Alias {
+        workflow_id: workflow.to_owned(),
+        active,
+        canary,
+    };
+    versions.set_alias(&alias).await?;
+    Ok(alias)
+}
+
+/// Stops a version from starting new runs; its runs go on. The alias may not point at it.
+pub async fn deprecate(
+    versions: &dyn VersionStore,
+    workflow: &str,
+    number: u32,
+) -> Result<(), VersionError> {
+    require_active(versions, workflow, number).await?;
+    let alias = current_alias(versions, workflow).await?;
+    if alias.active == number || alias.canary.is_some_and(|c| c.version == number) {
+        return Err(VersionError::Invalid(format!(
+            "version {number} of {workflow} takes new starts through the alias; point the alias at another version first"
+        )));
+    }
+    versions
+        .set_state(workflow, number, VersionState::Deprecated)
+        .await?;
+    Ok(())
+}
+
+/// Retires a deprecated version no run uses any more.
+pub async fn retire(
+    versions: &dyn VersionStore,
+    executions: &dyn ExecutionStore,
+    workflow: &str,
+    number: u32,
+) -> Result<(), VersionError> {
+    if versions.version(workflow, number).await?.is_none() {
+        return Err(VersionError::NoSuchVersion {
+            workflow: workflow.to_owned(),
+            number,
+        });
+    }
+    if versions.state(workflow, number).await? != VersionState::Deprecated {
+        return Err(VersionError::NotDeprecated {
+            workflow: workflow.to_owned(),
+            number,
+        });
+    }
+    let count = executions
+        .list(None, Some(workflow))
+        .await?
+        .iter()
+        .filter(|r| r.version == number && !r.status.is_terminal())
+        .count();
+    if count > 0 {
+        return Err(VersionError::InUse {
+            workflow: workflow.to_owned(),
+            number,
+            count,
+        });
+    }
+    versions
+        .set_state(workflow, number, VersionState::Retired)
+        .await?;
+    Ok(())
+}
