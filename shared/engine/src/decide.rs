@@ -349,6 +349,7 @@ impl Machine<'_> {
             EventKind::RetryStep { step } => self.on_retry(step),
             EventKind::SkipStep { step, output } => self.on_skip(step, output.clone()),
             EventKind::Rollback { to } => self.on_rollback(to.as_deref()),
+            EventKind::Migrated { .. } => false,
         }
     }
 

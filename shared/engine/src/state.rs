@@ -475,6 +475,23 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
     },
+    /// The run moved from version `from` to version `to` (see [`crate::migrate`]); decide()
+    /// ignores it: the host applies it with [`crate::migrate::apply`].
+    Migrated {
+        from: u32,
+        to: u32,
+        /// Steps renamed, old id to new id.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        renamed: std::collections::BTreeMap<String, String>,
+        /// Steps of `from` that `to` does not have.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<String>,
+        /// Steps `to` adds that count as succeeded with an output supplied by the mapping.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        supplied: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl EventKind {
