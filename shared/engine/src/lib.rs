@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod model;
 pub mod parse;
 pub mod retry;
+pub mod schedule;
 pub mod state;
 pub mod time;
 pub mod version;
@@ -29,5 +30,8 @@ pub use expr::{Expr, ExprError, Template};
 pub use migrate::{Mapping, Plan, Reason};
 pub use model::*;
 pub use parse::{Format, ParseError, definition_schema, parse_definition};
+pub use schedule::{
+    Due, Firing, PlannedRun, Replan, Schedule, ScheduleError, due, next_fire, plan_event, replan,
+};
 pub use state::*;
 pub use version::{ActionRegistry, ActionSpec, Problem, Version, validate};
