@@ -9,7 +9,7 @@
 //! The rules:
 //!
 //! - Only a `running` or `paused` run moves; a finished, compensating or needs-attention run
-//!   does not.
+//!   does not. Its input must suit the new version's `input_schema`.
 //! - A step keeps its id unless the mapping renames it. A step of the old version that the new
 //!   one does not have (and is not renamed) is dropped; a step of the new version that no old
 //!   step maps to is added.
@@ -228,6 +228,15 @@ pub fn check(
             "execution `{exec}` is {}; only a running or paused run can move",
             cp.status.as_str()
         )));
+    }
+
+    if let Err(problems) = to.check_input(&cp.input) {
+        for p in problems {
+            reasons.push(Reason::run(format!(
+                "the input of execution `{exec}` does not suit version {}: {}: {}",
+                to.number, p.path, p.message
+            )));
+        }
     }
 
     // ---- the mapping -------------------------------------------------------------------

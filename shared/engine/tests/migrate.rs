@@ -521,3 +521,62 @@ fn a_mapping_refuses_unknown_fields() {
     let err = serde_json::from_value::<Mapping>(json!({"rename": {}})).expect_err("refused");
     assert!(err.to_string().contains("rename"), "{err}");
 }
+
+#[test]
+fn a_run_whose_input_does_not_suit_the_new_version_stays() {
+    // Given a running run started without a `venue`
+    let (run, _) = Run::start(wf(json!([{"id": "a", "action": "act"}])), json!({}));
+    // When version 2 requires one
+    let to = version_n(
+        json!({"id": "t", "name": "test", "kind": "custom",
+               "input_schema": {"type": "object", "required": ["venue"]},
+               "steps": [{"id": "a", "action": "act"}]}),
+        2,
+    );
+    let reasons =
+        migrate::check(&run.version, &to, &run.cp, &Mapping::default()).expect_err("refused");
+    // Then the move is refused, saying what is missing
+    has_reason(
+        &reasons,
+        &["input of execution `ex1`", "version 2", "venue"],
+    );
+}
+
+#[test]
+fn a_step_supplied_after_the_frontier_keeps_the_order() {
+    // Given a run with `a` in flight and a version adding `n` after it
+    let (run, _) = Run::start(wf(json!([{"id": "a", "action": "act"}])), json!({}));
+    let to = version_n(
+        wf(json!([
+            {"id": "a", "action": "act"},
+            {"id": "n", "action": "act", "depends_on": ["a"]}
+        ])),
+        2,
+    );
+    // When the mapping supplies an output for `n` anyway
+    let m = mapping(json!({"supplied_outputs": {"n": {}}}));
+    let reasons = migrate::check(&run.version, &to, &run.cp, &m).expect_err("refused");
+    // Then it is refused: `n` would have succeeded before `a` finished
+    has_reason(
+        &reasons,
+        &["step `n` is succeeded", "depends on `a`, which is running"],
+    );
+}
+
+#[test]
+fn the_mapping_has_a_json_schema() {
+    let schema = serde_json::to_value(schemars::schema_for!(Mapping)).expect("schema");
+    let props = schema["properties"].as_object().expect("properties");
+    let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "accept_lost_compensations",
+            "note",
+            "renamed",
+            "supplied_outputs"
+        ]
+    );
+    assert_eq!(schema["additionalProperties"], json!(false));
+}
