@@ -125,6 +125,19 @@ pub(crate) enum Command {
         #[arg(value_name = "VERSION")]
         version: u32,
     },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Create a tenant and print its API key, once: only its hash is kept.
+    Create {
+        /// Lower case letters, digits and `-`.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[cfg(test)]

@@ -83,6 +83,9 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
                 runner::deprecate(dir, workflow, *version).await
             }
             Command::Retire { workflow, version } => runner::retire(dir, workflow, *version).await,
+            Command::Tenant(args::TenantCommand::Create { name }) => {
+                runner::tenant_create(dir, name).await
+            }
             Command::Validate { .. } | Command::Graph { .. } | Command::Schema => {
                 Ok(ExitCode::SUCCESS)
             }

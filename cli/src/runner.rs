@@ -21,7 +21,9 @@ use eventflow_local::outbox::{FileOutbox, list as list_outbox};
 use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
 use eventflow_local::{LocalStore, OpenError};
 use eventflow_ports::versions::{self as lifecycle, VersionError};
-use eventflow_ports::{Canary, ExecutionStore, VersionState, VersionStore};
+use eventflow_ports::{
+    Canary, ExecutionStore, StoreError, TenantRecord, TenantStore, VersionState, VersionStore,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -915,5 +917,31 @@ pub(crate) async fn retire(data_dir: &Path, workflow: &str, version: u32) -> Out
         .await
         .map_err(refused)?;
     println!("{workflow} v{version} is retired");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn tenant_create(data_dir: &Path, name: &str) -> Outcome {
+    let key = eventflow_api::tenant::generate(name).map_err(|_| {
+        Refusal::invalid(format!(
+            "eventflow: `{name}` is not a tenant name; use lower case letters, digits and `-` (at most 64)"
+        ))
+    })?;
+    let store = open_store(data_dir)?;
+    let record = TenantRecord {
+        tenant: key.tenant.clone(),
+        key_hash: key.hash.clone(),
+        created_at: Utc::now(),
+    };
+    match store.create_tenant(&record).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(Refusal::invalid(format!(
+                "eventflow: the tenant {name} exists; its key was shown when it was created and is not kept"
+            )));
+        }
+        Err(e) => return Err(Refusal::io(format!("eventflow: {e}"))),
+    }
+    println!("{}", key.key);
+    eprintln!("tenant {name} created; this is its API key, shown once: keep it safe");
     Ok(ExitCode::SUCCESS)
 }

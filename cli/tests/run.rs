@@ -452,3 +452,32 @@ fn versions_are_deprecated_retired_and_chosen_by_the_alias() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn a_tenant_key_is_shown_once_and_only_its_hash_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = eventflow(&data, &["tenant", "create", "acme-events"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_owned();
+    assert!(
+        key.starts_with("efk_acme-events_") && key.len() > 60,
+        "{key}"
+    );
+    let again = eventflow(&data, &["tenant", "create", "acme-events"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let bad = eventflow(&data, &["tenant", "create", "Not A Name"]);
+    assert_eq!(bad.status.code(), Some(1));
+    // The key itself is nowhere in the data directory.
+    let db = std::fs::read(data.join("eventflow.redb")).expect("db");
+    let secret = key.rsplit('_').next().expect("secret");
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the key was stored"
+    );
+}

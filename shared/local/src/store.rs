@@ -17,6 +17,7 @@
 //! | `start_keys` | idempotency key of a start | execution |
 //! | `version_states` | (workflow, number) | [`VersionState`] when not active |
 //! | `aliases` | workflow | [`Alias`] |
+//! | `tenants` | tenant | [`TenantRecord`] (the key's hash only) |
 //!
 //! One [`Commit`] (an applied event) writes its checkpoint, history, tasks, results and timers
 //! in one transaction; [`LocalStore::commit`] writes many commits in one transaction, which is
@@ -48,6 +49,7 @@ const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs");
 const VERSION_STATES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("version_states");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 const START_KEYS: TableDefinition<&str, &str> = TableDefinition::new("start_keys");
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,7 @@ impl LocalStore {
         tx.open_table(START_KEYS).map_err(backend)?;
         tx.open_table(VERSION_STATES).map_err(backend)?;
         tx.open_table(ALIASES).map_err(backend)?;
+        tx.open_table(TENANTS).map_err(backend)?;
         tx.commit().map_err(backend)
     }
 
@@ -673,5 +676,30 @@ impl RecordStore for LocalStore {
             Ok(previous)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl TenantStore for LocalStore {
+    async fn create_tenant(&self, record: &TenantRecord) -> StoreResult<()> {
+        let (name, bytes) = (record.tenant.clone(), to_json(record)?);
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut t = tx.open_table(TENANTS).map_err(backend)?;
+                if t.get(name.as_str()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Conflict(format!("the tenant {name} exists")));
+                }
+                t.insert(name.as_str(), bytes.as_slice()).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn tenant(&self, tenant: &str) -> StoreResult<Option<TenantRecord>> {
+        let name = tenant.to_owned();
+        self.blocking(move |db| LocalStore::read(db, TENANTS, &name))
+            .await
     }
 }

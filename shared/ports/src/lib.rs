@@ -287,6 +287,21 @@ mod tests {
     }
 }
 
+/// A tenant: its name and the hash of its API key (the key itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub tenant: String,
+    pub key_hash: String,
+    pub created_at: Timestamp,
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Creates a tenant; refused with a conflict when the name is taken.
+    async fn create_tenant(&self, record: &TenantRecord) -> StoreResult<()>;
+    async fn tenant(&self, tenant: &str) -> StoreResult<Option<TenantRecord>>;
+}
+
 #[async_trait]
 pub trait TimerStore: Send + Sync {
     /// Timers due at or before `until`, earliest first.
