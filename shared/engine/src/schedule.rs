@@ -9,7 +9,9 @@
 //! - **Daylight saving.** A local time skipped in spring (02:30 on the day Berlin jumps from
 //!   02:00 to 03:00) fires at the first instant after the gap (03:00 local); several matches in
 //!   one gap fire once. A local time repeated in autumn fires once, at its earlier occurrence.
-//!   These are the rules of [`crate::time::shift`], which waits use too.
+//!   These are the rules of [`crate::time::shift`], which waits use too. One consequence: an
+//!   hourly cron fires once in the repeated autumn hour, not twice (the wall clock shows each
+//!   time once as far as schedules are concerned).
 //! - **Catch-up.** When [`due`] finds that several slots passed since the last call (the host
 //!   was down), it fires **once**, for the latest passed slot, and says how many earlier slots
 //!   it skipped ([`Firing::skipped`]). A nurture email is sent once, late, not seven times.
@@ -61,6 +63,9 @@ pub enum ScheduleError {
 }
 
 /// A cron or rate schedule of one workflow, as the host stores it between calls.
+///
+/// `next_due: None` with a `last_fired` means the schedule is exhausted (a cron expression with
+/// no later match); with neither, [`due`] plans the first slot after `now`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     pub id: String,
@@ -357,7 +362,8 @@ pub struct PlannedRun {
     pub fire_at: Timestamp,
     pub offset: Offset,
     /// `<event id>/<field><offset>`, e.g. `evt-1/starts_at-7d`: the same for the same slot
-    /// whatever the event's dates, so a re-plan replaces rather than duplicates.
+    /// whatever the event's dates, so a re-plan replaces rather than duplicates. Unique within
+    /// one trigger; a host holding several prefixes it with the workflow (and trigger) id.
     pub key: String,
 }
 

@@ -174,6 +174,64 @@ fn a_cron_at_half_past_two_on_the_spring_forward_day_fires_once_after_the_gap() 
     );
 }
 
+#[test]
+fn a_half_past_two_cron_fires_once_on_the_autumn_day_whose_two_thirty_happens_twice() {
+    // Given a 02:30 Berlin cron, and a clock ticking every 15 minutes through 25 October 2026
+    let tr =
+        trigger(json!({"type": "cron", "expression": "30 2 * * *", "time_zone": "Europe/Berlin"}));
+    let mut schedule = Schedule::new("s", "w", tr, t("2026-10-24T12:00:00Z")).expect("schedule");
+    let mut fired = Vec::new();
+    let mut now = t("2026-10-24T12:00:00Z");
+    while now <= t("2026-10-26T12:00:00Z") {
+        let d = due(&schedule, now).expect("due");
+        fired.extend(d.firings);
+        schedule = d.schedule;
+        now += TimeDelta::minutes(15);
+    }
+    // Then 02:30 summer time fires, the repeated 02:30 winter time (01:30Z) does not
+    assert_eq!(
+        slots(&fired),
+        vec![t("2026-10-25T00:30:00Z"), t("2026-10-26T01:30:00Z")]
+    );
+}
+
+#[test]
+fn an_hourly_cron_across_both_changes_fires_once_per_wall_clock_hour() {
+    let hourly =
+        trigger(json!({"type": "cron", "expression": "0 * * * *", "time_zone": "Europe/Berlin"}));
+    let walk = |from: &str, to: &str| {
+        let mut out = Vec::new();
+        let mut at = t(from);
+        while let Some(next) = next_fire(&hourly, at).expect("next") {
+            if next > t(to) {
+                break;
+            }
+            out.push(next);
+            at = next;
+        }
+        out
+    };
+    // Spring: 01:00 CET, then 02:00 does not exist and 03:00 CEST is the same instant: once
+    assert_eq!(
+        walk("2026-03-28T23:30:00Z", "2026-03-29T02:00:00Z"),
+        vec![
+            t("2026-03-29T00:00:00Z"),
+            t("2026-03-29T01:00:00Z"),
+            t("2026-03-29T02:00:00Z"),
+        ]
+    );
+    // Autumn: 02:00 happens twice (00:00Z and 01:00Z); it fires at the first only
+    assert_eq!(
+        walk("2026-10-24T22:30:00Z", "2026-10-25T03:00:00Z"),
+        vec![
+            t("2026-10-24T23:00:00Z"),
+            t("2026-10-25T00:00:00Z"),
+            t("2026-10-25T02:00:00Z"),
+            t("2026-10-25T03:00:00Z"),
+        ]
+    );
+}
+
 // ---- Rate ---------------------------------------------------------------------------------
 
 #[test]
@@ -357,6 +415,45 @@ fn reminders_before_the_start_and_after_the_end_are_at_nine_local() {
         plan_of(&after),
         vec![("evt-1/ends_at+1d".into(), t("2026-04-04T07:00:00Z"))]
     );
+}
+
+#[test]
+fn event_relative_table() {
+    // (record's starts_at, offsets, at, fire instants): dates, hour offsets, no `at`
+    let now = t("2026-01-01T00:00:00Z");
+    let cases = [
+        // a date is midnight in the event's zone; -1d at 09:00 is the day before at 09:00
+        (
+            json!("2026-04-02"),
+            json!(["-1d"]),
+            json!("09:00"),
+            vec!["2026-04-01T07:00:00Z"],
+        ),
+        // an hour offset is exact time, without `at` the event's own time of day is kept
+        (
+            json!("2026-04-02T10:00:00+02:00"),
+            json!(["-2h", "-1d"]),
+            Value::Null,
+            vec!["2026-04-01T08:00:00Z", "2026-04-02T06:00:00Z"],
+        ),
+        // -7d without `at` across the spring change keeps 10:00 local
+        (
+            json!("2026-04-02T10:00:00+02:00"),
+            json!(["-7d"]),
+            Value::Null,
+            vec!["2026-03-26T09:00:00Z"],
+        ),
+    ];
+    for (starts_at, offsets, at, expected) in cases {
+        let tr = trigger(json!({"type": "event_relative", "field": "starts_at",
+                                "offsets": offsets, "at": at}));
+        let ev = json!({"id": 42, "starts_at": starts_at, "time_zone": "Europe/Berlin"});
+        let runs = plan_event(&tr, &ev, now).expect("plan");
+        let got: Vec<Timestamp> = runs.iter().map(|r| r.fire_at).collect();
+        let want: Vec<Timestamp> = expected.into_iter().map(t).collect();
+        assert_eq!(got, want, "{starts_at} {offsets}");
+        assert!(runs.iter().all(|r| r.key.starts_with("42/starts_at")));
+    }
 }
 
 #[test]
