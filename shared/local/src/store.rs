@@ -398,12 +398,10 @@ impl ExecutionStore for LocalStore {
         self.blocking(|db| {
             let tx = db.begin_read().map_err(backend)?;
             let t = tx.open_table(TASKS).map_err(backend)?;
-            let mut out = Vec::new();
-            for row in t.iter().map_err(backend)? {
-                let (_, v) = row.map_err(backend)?;
-                out.push(from_json(v.value())?);
-            }
-            Ok(out)
+            t.iter()
+                .map_err(backend)?
+                .map(|row| from_json(row.map_err(backend)?.1.value()))
+                .collect()
         })
         .await
     }
@@ -421,15 +419,11 @@ impl TimerStore for LocalStore {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
             let t = tx.open_table(TIMERS).map_err(backend)?;
-            let mut out = Vec::new();
-            for row in t.range(..=(millis(until), "\u{10FFFF}")).map_err(backend)? {
-                let (_, v) = row.map_err(backend)?;
-                out.push(from_json(v.value())?);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
+            t.range(..=(millis(until), "\u{10FFFF}"))
+                .map_err(backend)?
+                .take(limit)
+                .map(|row| from_json(row.map_err(backend)?.1.value()))
+                .collect()
         })
         .await
     }

@@ -74,12 +74,7 @@ pub async fn version_for_start(
 ) -> Result<u32, VersionError> {
     let alias = current_alias(versions, workflow).await?;
     let chosen = number.unwrap_or_else(|| alias.choose(start_key));
-    if versions.version(workflow, chosen).await?.is_none() {
-        return Err(VersionError::NoSuchVersion {
-            workflow: workflow.to_owned(),
-            number: chosen,
-        });
-    }
+    require_exists(versions, workflow, chosen).await?;
     match versions.state(workflow, chosen).await? {
         VersionState::Active => Ok(chosen),
         other => Err(VersionError::NotStartable {
@@ -91,17 +86,27 @@ pub async fn version_for_start(
     }
 }
 
+/// Refuses a version number the workflow does not have.
+async fn require_exists(
+    versions: &dyn VersionStore,
+    workflow: &str,
+    number: u32,
+) -> Result<(), VersionError> {
+    match versions.version(workflow, number).await? {
+        Some(_) => Ok(()),
+        None => Err(VersionError::NoSuchVersion {
+            workflow: workflow.to_owned(),
+            number,
+        }),
+    }
+}
+
 async fn require_active(
     versions: &dyn VersionStore,
     workflow: &str,
     number: u32,
 ) -> Result<(), VersionError> {
-    if versions.version(workflow, number).await?.is_none() {
-        return Err(VersionError::NoSuchVersion {
-            workflow: workflow.to_owned(),
-            number,
-        });
-    }
+    require_exists(versions, workflow, number).await?;
     match versions.state(workflow, number).await? {
         VersionState::Active => Ok(()),
         other => Err(VersionError::Invalid(format!(
@@ -168,12 +173,7 @@ pub async fn retire(
     workflow: &str,
     number: u32,
 ) -> Result<(), VersionError> {
-    if versions.version(workflow, number).await?.is_none() {
-        return Err(VersionError::NoSuchVersion {
-            workflow: workflow.to_owned(),
-            number,
-        });
-    }
+    require_exists(versions, workflow, number).await?;
     if versions.state(workflow, number).await? != VersionState::Deprecated {
         return Err(VersionError::NotDeprecated {
             workflow: workflow.to_owned(),
