@@ -580,3 +580,94 @@ fn the_mapping_has_a_json_schema() {
     );
     assert_eq!(schema["additionalProperties"], json!(false));
 }
+
+/// Drives a run to its end, answering every command: each attempt succeeds, each timer fires
+/// when due. Returns the events with their times.
+fn script(version: &Version, input: Value) -> Vec<(Event, chrono::DateTime<chrono::Utc>)> {
+    let mut cp = Checkpoint::new(version, "ex1", input, t0());
+    let mut now = t0();
+    let mut queue = std::collections::VecDeque::from([EventKind::Started]);
+    let mut log = Vec::new();
+    let mut n = 0;
+    while let Some(kind) = queue.pop_front() {
+        n += 1;
+        assert!(n < 1000, "the run does not end");
+        if let EventKind::TimerFired { .. } = &kind {
+            now += chrono::Duration::hours(1);
+        }
+        let event = Event::new(format!("e{n}"), kind);
+        log.push((event.clone(), now));
+        let d = decide(version, cp, event, now, 3);
+        cp = d.checkpoint;
+        for c in d.commands {
+            match c {
+                Command::RunStep {
+                    step,
+                    item,
+                    attempt,
+                    ..
+                } => queue.push_back(EventKind::StepSucceeded {
+                    step,
+                    item,
+                    attempt,
+                    output: json!({"ok": true}),
+                }),
+                Command::ScheduleTimer { timer, .. } if timer.kind != TimerKind::Timeout => {
+                    queue.push_back(EventKind::TimerFired { timer });
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(cp.status, RunStatus::Completed);
+    log
+}
+
+#[test]
+fn moving_to_an_identical_version_at_any_point_changes_nothing_the_run_does() {
+    // Given a workflow with a wait, a fan-out, a loop and a compensation
+    let def = wf(json!([
+        {"id": "a", "action": "act"},
+        {"id": "w", "action": "act", "depends_on": ["a"], "wait": {"duration": "1h"}},
+        {"id": "f", "action": "undoable", "compensate": true, "depends_on": ["w"],
+         "for_each": {"items": "input.people", "concurrency": 2}},
+        {"id": "l", "action": "act", "depends_on": ["a"],
+         "loop": {"until": "iteration >= 2", "max_iterations": 3, "delay": "1h"}},
+        {"id": "z", "action": "act", "depends_on": ["f", "l"]}
+    ]));
+    let v1 = version_n(def.clone(), 1);
+    let v2 = version_n(def, 2);
+    let input = json!({"people": [1, 2, 3]});
+    let log = script(&v1, input.clone());
+    assert!(log.len() >= 11, "{} events", log.len());
+    let replay = |split: Option<usize>| {
+        let mut cp = Checkpoint::new(&v1, "ex1", input.clone(), t0());
+        let mut version = &v1;
+        let mut commands = Vec::new();
+        for (k, (event, now)) in log.iter().enumerate() {
+            if split == Some(k) {
+                let plan = migrate::check(&v1, &v2, &cp, &Mapping::default())
+                    .unwrap_or_else(|r| panic!("cannot move before event {k}: {r:#?}"));
+                assert!(plan.summary.added.is_empty() && plan.summary.dropped.is_empty());
+                cp = migrate::apply(plan, cp, *now, "m").expect("applies").0;
+                version = &v2;
+            }
+            let d = decide(version, cp, event.clone(), *now, 3);
+            cp = d.checkpoint;
+            commands.push(d.commands);
+        }
+        (cp, commands)
+    };
+    let (plain, plain_commands) = replay(None);
+    // When the run moves before any one of its events after the first
+    for k in 1..log.len() {
+        let (mut moved, commands) = replay(Some(k));
+        // Then it issues the same commands and ends in the same state, on version 2
+        assert_eq!(commands, plain_commands, "moved before event {k}");
+        assert_eq!(moved.version, 2);
+        assert_eq!(moved.seq, plain.seq + 1);
+        moved.version = 1;
+        moved.seq = plain.seq;
+        assert_eq!(moved, plain, "moved before event {k}");
+    }
+}
