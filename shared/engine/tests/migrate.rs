@@ -671,3 +671,47 @@ fn moving_to_an_identical_version_at_any_point_changes_nothing_the_run_does() {
         assert_eq!(moved, plain, "moved before event {k}");
     }
 }
+
+#[test]
+fn a_chain_of_steps_added_before_the_frontier_needs_an_output_for_each() {
+    // Given a run with `a` done and `b` in flight
+    let (mut run, _) = Run::start(
+        wf(json!([
+            {"id": "a", "action": "act"},
+            {"id": "b", "action": "act", "depends_on": ["a"]}
+        ])),
+        json!({}),
+    );
+    run.done("a");
+    // And a version adding m -> n before `b`
+    let to = version_n(
+        wf(json!([
+            {"id": "a", "action": "act"},
+            {"id": "m", "action": "act", "depends_on": ["a"]},
+            {"id": "n", "action": "act", "depends_on": ["m"]},
+            {"id": "b", "action": "act", "depends_on": ["n"]}
+        ])),
+        2,
+    );
+    // When only `n` has an output, `m` is asked for
+    let m = mapping(json!({"supplied_outputs": {"n": 1}}));
+    let reasons = migrate::check(&run.version, &to, &run.cp, &m).expect_err("refused");
+    has_reason(&reasons, &["step `m` is new in version 2", "before `n`"]);
+    assert_eq!(reasons.len(), 1, "{:#?}", messages(&reasons));
+    // When both have one, the run moves
+    let m = mapping(json!({"supplied_outputs": {"m": 0, "n": 1}}));
+    let plan = migrate::check(&run.version, &to, &run.cp, &m).expect("moves");
+    assert_eq!(plan.summary.supplied, ["m", "n"]);
+}
+
+#[test]
+fn two_steps_cannot_become_one() {
+    let (run, _) = Run::start(
+        wf(json!([{"id": "a", "action": "act"}, {"id": "b", "action": "act"}])),
+        json!({}),
+    );
+    let to = version_n(wf(json!([{"id": "b", "action": "act"}])), 2);
+    let m = mapping(json!({"renamed": {"a": "b"}}));
+    let reasons = migrate::check(&run.version, &to, &run.cp, &m).expect_err("refused");
+    has_reason(&reasons, &["steps `a` and `b` would both become step `b`"]);
+}
