@@ -125,6 +125,25 @@ pub(crate) enum Command {
         #[arg(value_name = "VERSION")]
         version: u32,
     },
+    /// Move the unfinished runs of one version to another, or with --dry-run only report,
+    /// per run, whether it can move and why not.
+    Migrate {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+        /// The version the runs are on.
+        #[arg(long, value_name = "A")]
+        from: u32,
+        /// The version to move them to.
+        #[arg(long, value_name = "B")]
+        to: u32,
+        /// A JSON file: renamed steps, outputs supplied for steps B adds before a run's
+        /// frontier, compensations it is fine to lose.
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
+        /// Report only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),

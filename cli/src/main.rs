@@ -83,6 +83,13 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
                 runner::deprecate(dir, workflow, *version).await
             }
             Command::Retire { workflow, version } => runner::retire(dir, workflow, *version).await,
+            Command::Migrate {
+                workflow,
+                from,
+                to,
+                mapping,
+                dry_run,
+            } => runner::migrate(dir, workflow, *from, *to, mapping.as_deref(), *dry_run).await,
             Command::Tenant(args::TenantCommand::Create { name }) => {
                 runner::tenant_create(dir, name).await
             }

@@ -945,3 +945,116 @@ pub(crate) async fn tenant_create(data_dir: &Path, name: &str) -> Outcome {
     eprintln!("tenant {name} created; this is its API key, shown once: keep it safe");
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) async fn migrate(
+    data_dir: &Path,
+    workflow: &str,
+    from: u32,
+    to: u32,
+    mapping: Option<&Path>,
+    dry_run: bool,
+) -> Outcome {
+    let mapping: eventflow_engine::migrate::Mapping = match mapping {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Refusal::io(unreadable_message(path, &e)))?;
+            let mut de = serde_json::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                Refusal::invalid(format!(
+                    "{}: $.{}: {}; a mapping has renamed, supplied_outputs, accept_lost_compensations and note",
+                    path.display(),
+                    e.path(),
+                    e.inner()
+                ))
+            })?
+        }
+        None => Default::default(),
+    };
+    let store = existing_store(data_dir)?;
+    for n in [from, to] {
+        if store
+            .version(workflow, n)
+            .await
+            .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
+            .is_none()
+        {
+            return Err(refused(VersionError::NoSuchVersion {
+                workflow: workflow.to_owned(),
+                number: n,
+            }));
+        }
+    }
+    let runs: Vec<String> = store
+        .list(None, Some(workflow))
+        .await
+        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
+        .into_iter()
+        .filter(|r| r.version == from && !r.status.is_terminal())
+        .map(|r| r.execution_id)
+        .collect();
+    let rt = runtime(store).await?;
+    let target = rt
+        .version(workflow, to)
+        .await
+        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    let mapping = Arc::new(mapping);
+    let mut refused_runs = 0;
+    for id in &runs {
+        match rt
+            .migrate(id, Arc::clone(&target), Arc::clone(&mapping), dry_run)
+            .await
+        {
+            Ok(s) => {
+                let verb = if dry_run { "can move" } else { "moved" };
+                let mut what = Vec::new();
+                if !s.renamed.is_empty() {
+                    what.push(format!(
+                        "renamed {}",
+                        s.renamed
+                            .iter()
+                            .map(|(a, b)| format!("{a}->{b}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                for (label, list) in [
+                    ("added", &s.added),
+                    ("supplied", &s.supplied),
+                    ("dropped", &s.dropped),
+                    ("compensation lost", &s.lost_compensations),
+                ] {
+                    if !list.is_empty() {
+                        what.push(format!("{label} {}", list.join(", ")));
+                    }
+                }
+                println!(
+                    "{id}: {verb} v{} -> v{} ({})",
+                    s.from,
+                    s.to,
+                    if what.is_empty() {
+                        "same steps".to_owned()
+                    } else {
+                        what.join("; ")
+                    }
+                );
+            }
+            Err(reasons) => {
+                refused_runs += 1;
+                println!("{id}: cannot move");
+                for r in reasons {
+                    let step = r.step.map(|s| format!("{s}: ")).unwrap_or_default();
+                    println!("    {step}{}", r.message);
+                }
+            }
+        }
+    }
+    rt.stop();
+    if runs.is_empty() {
+        eprintln!("no unfinished run of {workflow} v{from}");
+    }
+    Ok(if refused_runs > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

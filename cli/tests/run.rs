@@ -481,3 +481,121 @@ fn a_tenant_key_is_shown_once_and_only_its_hash_is_kept() {
         "the key was stored"
     );
 }
+
+#[test]
+fn waiting_runs_move_to_a_new_version_after_a_dry_run_that_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // v1 waits, then tells the team; v2 renames that step and adds one after it.
+    let v1 = json!({"id": "remind", "name": "Remind", "kind": "attendee_nurture", "steps": [
+        {"id": "later", "wait": {"duration": "3d"}},
+        {"id": "tell", "action": "notify", "depends_on": ["later"], "input": {"channel": "ops", "text": "hi"}}
+    ]});
+    let v2 = json!({"id": "remind", "name": "Remind", "kind": "attendee_nurture", "steps": [
+        {"id": "later", "wait": {"duration": "3d"}},
+        {"id": "tell_team", "action": "notify", "depends_on": ["later"], "input": {"channel": "ops", "text": "hi"}},
+        {"id": "log", "action": "notify", "depends_on": ["tell_team"], "input": {"channel": "log", "text": "done"}}
+    ]});
+    let f1 = write(dir.path(), "v1.json", &v1);
+    let out = eventflow(
+        &data,
+        &["run", &f1.to_string_lossy(), "--json", "--follow", "0"],
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let f2 = write(dir.path(), "v2.json", &v2);
+    let pub2 = eventflow(&data, &["run", &f2.to_string_lossy(), "--follow", "0"]);
+    assert!(pub2.status.success(), "{}", text(&pub2.stderr));
+    let mapping = write(
+        dir.path(),
+        "mapping.json",
+        &json!({"renamed": {"tell": "tell_team"}}),
+    );
+    let m = mapping.to_string_lossy().into_owned();
+
+    // A mapping naming an unknown step: every reason, exit 1, nothing moved.
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &json!({"renamed": {"ghost": "tell_team"}}),
+    );
+    let out = eventflow(
+        &data,
+        &[
+            "migrate",
+            "remind",
+            "--from",
+            "1",
+            "--to",
+            "2",
+            "--mapping",
+            &bad.to_string_lossy(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("{id}: cannot move")),
+        "{}",
+        text(&out.stdout)
+    );
+    let before = eventflow(&data, &["status", &id, "--json"]);
+    let before: Value = serde_json::from_slice(&before.stdout).expect("json");
+    assert_eq!(before["version"], 1);
+
+    // The dry run reports and changes nothing.
+    let out = eventflow(
+        &data,
+        &[
+            "migrate",
+            "remind",
+            "--from",
+            "1",
+            "--to",
+            "2",
+            "--mapping",
+            &m,
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("can move v1 -> v2 (renamed tell->tell_team; added log)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let after_dry: Value =
+        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    assert_eq!(after_dry, before, "the dry run changed the run");
+
+    // The move: the run is on v2 under the new step ids, and its history says so.
+    let out = eventflow(
+        &data,
+        &[
+            "migrate",
+            "remind",
+            "--from",
+            "1",
+            "--to",
+            "2",
+            "--mapping",
+            &m,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!("{id}: moved v1 -> v2")),
+        "{}",
+        text(&out.stdout)
+    );
+    let moved: Value =
+        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    assert_eq!(moved["version"], 2);
+    assert!(moved["steps"].get("tell_team").is_some() && moved["steps"].get("tell").is_none());
+    let last = moved["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .expect("history");
+    assert_eq!(last["event"]["type"], "migrated", "{last:#}");
+}

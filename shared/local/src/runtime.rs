@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use eventflow_engine::migrate::{self, Mapping, Reason, Summary};
 use eventflow_engine::{
     ActionRegistry, Checkpoint, Command, Definition, Event, EventKind, HistoryEntry, RunStatus,
     Timestamp, Version, decide,
@@ -90,7 +91,18 @@ enum Msg {
     },
     /// Stop the driver once what came before is committed.
     Stop,
+    /// Move a run to another version (or only check whether it could).
+    Migrate {
+        execution_id: String,
+        to: Arc<Version>,
+        mapping: Arc<Mapping>,
+        dry_run: bool,
+        reply: oneshot::Sender<MigrateOutcome>,
+    },
 }
+
+/// What a migration did (or would do), or every reason it cannot.
+pub type MigrateOutcome = Result<Summary, Vec<Reason>>;
 
 /// Settings of the local runtime.
 #[derive(Debug, Clone)]
@@ -328,6 +340,31 @@ impl Runtime {
         self.send(Msg::Stop);
     }
 
+    /// Moves a run to version `to` under `mapping`, or with `dry_run` only says whether it
+    /// could and how. Nothing changes unless every check passes.
+    pub async fn migrate(
+        &self,
+        execution_id: &str,
+        to: Arc<Version>,
+        mapping: Arc<Mapping>,
+        dry_run: bool,
+    ) -> MigrateOutcome {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Migrate {
+            execution_id: execution_id.to_owned(),
+            to,
+            mapping,
+            dry_run,
+            reply,
+        });
+        answer.await.unwrap_or_else(|_| {
+            Err(vec![Reason {
+                step: None,
+                message: "the runtime has stopped".into(),
+            }])
+        })
+    }
+
     /// Where a run stands.
     pub async fn state(&self, execution_id: &str) -> RunState {
         let (reply, answer) = oneshot::channel();
@@ -552,6 +589,7 @@ struct Outcome {
     progress: Vec<Progress>,
     replies: Vec<oneshot::Sender<StoreResult<()>>>,
     queries: Vec<(String, oneshot::Sender<RunState>)>,
+    migrations: Vec<(oneshot::Sender<MigrateOutcome>, MigrateOutcome)>,
 }
 
 impl Driver {
@@ -724,7 +762,84 @@ impl Driver {
                 reply,
             } => out.queries.push((execution_id, reply)),
             Msg::Stop => {}
+            Msg::Migrate {
+                execution_id,
+                to,
+                mapping,
+                dry_run,
+                reply,
+            } => {
+                let outcome = self.migrate(&execution_id, &to, &mapping, dry_run, out).await;
+                match outcome {
+                    // A move is answered once it is durable.
+                    Ok(summary) if !dry_run => out.migrations.push((reply, Ok(summary))),
+                    other => {
+                        let _ = reply.send(other);
+                    }
+                }
+            }
         }
+    }
+
+    /// Checks a run against a move to `to` and, unless `dry_run`, moves it: the new checkpoint
+    /// and its history entry go into this batch's commit.
+    async fn migrate(
+        &mut self,
+        execution_id: &str,
+        to: &Version,
+        mapping: &Mapping,
+        dry_run: bool,
+        out: &mut Outcome,
+    ) -> MigrateOutcome {
+        let refuse = |message: String| vec![Reason { step: None, message }];
+        let cp = match self.cache.remove(execution_id) {
+            Some(cp) => cp,
+            None => match self.rt.shared.store.checkpoint(execution_id).await {
+                Ok(Some(cp)) => cp,
+                Ok(None) => return Err(refuse(format!("there is no run {execution_id}"))),
+                Err(e) => return Err(refuse(e.to_string())),
+            },
+        };
+        let from = match self.rt.version(&cp.workflow_id, cp.version).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.cache.insert(execution_id.to_owned(), cp);
+                return Err(refuse(e.to_string()));
+            }
+        };
+        let plan = match migrate::check(&from, to, &cp, mapping) {
+            Ok(plan) => plan,
+            Err(reasons) => {
+                self.cache.insert(execution_id.to_owned(), cp);
+                return Err(reasons);
+            }
+        };
+        let summary = plan.summary.clone();
+        if dry_run {
+            self.cache.insert(execution_id.to_owned(), cp);
+            return Ok(summary);
+        }
+        let expected = cp.seq;
+        let now = self.rt.shared.clock.now();
+        let event_id = format!("{execution_id}/migrate/{expected}");
+        let (mut moved, entry) = migrate::apply(plan, cp, now, &event_id).map_err(|r| vec![r])?;
+        let input = std::mem::take(&mut moved.input);
+        let mut stored = moved.clone();
+        stored.input = Value::Null;
+        moved.input = input;
+        out.progress.push(Progress {
+            execution_id: execution_id.to_owned(),
+            status: moved.status,
+            entry: entry.clone(),
+        });
+        out.commits.push(Commit {
+            checkpoint: Some(stored),
+            expected_seq: Some(expected),
+            history: vec![entry],
+            ..Commit::default()
+        });
+        self.cache.insert(execution_id.to_owned(), moved);
+        Ok(summary)
     }
 
     /// Applies one event to a run; `None` when the run is unknown.
@@ -864,6 +979,9 @@ impl Driver {
         }
         for reply in out.replies {
             let _ = reply.send(Ok(()));
+        }
+        for (reply, outcome) in out.migrations {
+            let _ = reply.send(outcome);
         }
         for (id, reply) in out.queries {
             let state = self.state_of(&id).await;
