@@ -144,6 +144,57 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Pause a run: nothing new starts until it is continued.
+    Pause {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Continue a paused run (a step that failed under `pause` stays failed).
+    Continue {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// Cancel a run, undoing what it did with --compensate.
+    Cancel {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long)]
+        compensate: bool,
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// Run a failed step again (or a compensation that failed).
+    Retry {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(value_name = "STEP")]
+        step: String,
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// Skip a failed or pending step, optionally giving the output its dependents read.
+    Skip {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(value_name = "STEP")]
+        step: String,
+        /// JSON the step's dependents see as steps.<STEP>.output.
+        #[arg(long, value_name = "JSON")]
+        output: Option<String>,
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
+    /// Roll a run back: all of it, or --to a step (then it pauses there for a retry).
+    Rollback {
+        #[arg(value_name = "ID")]
+        id: String,
+        #[arg(long, value_name = "STEP")]
+        to: Option<String>,
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        follow: u64,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),

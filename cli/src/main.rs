@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use eventflow_engine::EventKind;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -90,6 +91,43 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
                 mapping,
                 dry_run,
             } => runner::migrate(dir, workflow, *from, *to, mapping.as_deref(), *dry_run).await,
+            Command::Pause { id } => runner::operate(dir, id, EventKind::Pause, 0).await,
+            Command::Continue { id, follow } => {
+                runner::operate(dir, id, EventKind::Resume, *follow).await
+            }
+            Command::Cancel {
+                id,
+                compensate,
+                follow,
+            } => {
+                let kind = EventKind::Cancel {
+                    compensate: *compensate,
+                };
+                runner::operate(dir, id, kind, *follow).await
+            }
+            Command::Retry { id, step, follow } => {
+                let kind = EventKind::RetryStep { step: step.clone() };
+                runner::operate(dir, id, kind, *follow).await
+            }
+            Command::Skip {
+                id,
+                step,
+                output,
+                follow,
+            } => match runner::skip_output(output.as_deref()) {
+                Ok(output) => {
+                    let kind = EventKind::SkipStep {
+                        step: step.clone(),
+                        output,
+                    };
+                    runner::operate(dir, id, kind, *follow).await
+                }
+                Err(e) => Err(e),
+            },
+            Command::Rollback { id, to, follow } => {
+                let kind = EventKind::Rollback { to: to.clone() };
+                runner::operate(dir, id, kind, *follow).await
+            }
             Command::Tenant(args::TenantCommand::Create { name }) => {
                 runner::tenant_create(dir, name).await
             }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use eventflow_engine::{
-    AttemptOutcome, Change, Checkpoint, Definition, Format, HistoryEntry, RunStatus, StepStatus,
-    Version,
+    AttemptOutcome, Change, Checkpoint, Definition, EventKind, Format, HistoryEntry, RunStatus,
+    StepStatus, Version,
 };
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
 use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
@@ -1057,4 +1057,55 @@ pub(crate) async fn migrate(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The output an operator gives a skipped step.
+pub(crate) fn skip_output(text: Option<&str>) -> Result<Option<Value>, Refusal> {
+    text.map(|t| {
+        serde_json::from_str(t).map_err(|e| {
+            Refusal::invalid(format!(
+                "--output: not valid JSON: {e}; quote it for your shell"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Sends an operator's event to a run and follows what it sets off.
+pub(crate) async fn operate(data_dir: &Path, id: &str, kind: EventKind, follow: u64) -> Outcome {
+    let store = existing_store(data_dir)?;
+    let cp = checkpoint_of(&store, id).await?;
+    if let EventKind::RetryStep { step } | EventKind::SkipStep { step, .. } = &kind
+        && cp.step(step).is_none()
+    {
+        return Err(Refusal::invalid(format!(
+            "eventflow: run {id} has no step {step}; `eventflow status {id}` lists its steps"
+        )));
+    }
+    if let EventKind::Rollback { to: Some(step) } = &kind
+        && cp.step(step).is_none()
+    {
+        return Err(Refusal::invalid(format!(
+            "eventflow: run {id} has no step {step}"
+        )));
+    }
+    let rt = runtime(store).await?;
+    let version = rt
+        .version(&cp.workflow_id, cp.version)
+        .await
+        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    let mut progress = rt.subscribe();
+    let before = cp.seq;
+    rt.send_event(id, kind, "cli");
+    let mut view = View::new(true, version);
+    let end = follow_run(&rt, id, &mut progress, &mut view, follow).await;
+    let after = checkpoint_of(rt.store(), id).await?;
+    if after.seq == before {
+        return Err(Refusal::invalid(format!(
+            "eventflow: run {id} is {}: that does not apply to it now, and nothing changed",
+            after.status.as_str()
+        )));
+    }
+    view.summary(&after, end.as_ref());
+    Ok(exit_for(&after, end.as_ref()))
 }

@@ -599,3 +599,70 @@ fn waiting_runs_move_to_a_new_version_after_a_dry_run_that_changes_nothing() {
         .expect("history");
     assert_eq!(last["event"]["type"], "migrated", "{last:#}");
 }
+
+#[test]
+fn an_operator_retries_skips_and_cancels_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // `fail` fails its first attempt, for good, and the run pauses there.
+    let wf = write(
+        dir.path(),
+        "ops.json",
+        &json!({"id": "ops", "name": "Ops", "kind": "custom",
+        "on_failure": "pause", "retry": {"max_attempts": 1},
+        "steps": [
+            {"id": "save", "action": "records.put", "compensate": true,
+             "input": {"collection": "events", "key": "e1", "record": {"v": 1}}},
+            {"id": "flaky", "action": "fail", "depends_on": ["save"], "input": {"times": 1, "message": "down"}},
+            {"id": "after", "action": "notify", "depends_on": ["flaky"], "input": {"channel": "ops", "text": "${has(steps.flaky.output.manual) ? 'skipped by hand' : 'ran'}"}}
+        ]}),
+    );
+    let start = |data: &Path| {
+        let out = eventflow(data, &["run", &wf.to_string_lossy(), "--json"]);
+        let ex: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(ex["status"], "paused", "{ex:#}");
+        ex["id"].as_str().expect("id").to_owned()
+    };
+
+    let id = start(&data);
+    let out = eventflow(&data, &["retry", &id, "flaky"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("status       completed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let id = start(&data);
+    let out = eventflow(
+        &data,
+        &["skip", &id, "flaky", "--output", "{\"manual\": true}"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: Value =
+        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["steps"]["flaky"]["status"], "skipped");
+
+    let id = start(&data);
+    let out = eventflow(&data, &["cancel", &id, "--compensate"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let s: Value =
+        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    assert_eq!(s["status"], "cancelled");
+    assert_eq!(s["steps"]["save"]["status"], "compensated");
+    // A finished run takes no more operator events, and says so.
+    let out = eventflow(&data, &["retry", &id, "flaky"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nothing changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = eventflow(&data, &["retry", &id, "nope"]);
+    assert!(
+        text(&out.stderr).contains("has no step nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}
