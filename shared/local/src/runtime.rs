@@ -769,7 +769,9 @@ impl Driver {
                 dry_run,
                 reply,
             } => {
-                let outcome = self.migrate(&execution_id, &to, &mapping, dry_run, out).await;
+                let outcome = self
+                    .migrate(&execution_id, &to, &mapping, dry_run, out)
+                    .await;
                 match outcome {
                     // A move is answered once it is durable.
                     Ok(summary) if !dry_run => out.migrations.push((reply, Ok(summary))),
@@ -791,7 +793,12 @@ impl Driver {
         dry_run: bool,
         out: &mut Outcome,
     ) -> MigrateOutcome {
-        let refuse = |message: String| vec![Reason { step: None, message }];
+        let refuse = |message: String| {
+            vec![Reason {
+                step: None,
+                message,
+            }]
+        };
         let cp = match self.cache.remove(execution_id) {
             Some(cp) => cp,
             None => match self.rt.shared.store.checkpoint(execution_id).await {
