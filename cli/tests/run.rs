@@ -17,6 +17,11 @@ fn eventflow(data: &Path, args: &[&str]) -> Output {
         .expect("eventflow runs")
 }
 
+/// `eventflow status ID --json`, parsed.
+fn status_json(data: &Path, id: &str) -> Value {
+    serde_json::from_slice(&eventflow(data, &["status", id, "--json"]).stdout).expect("status json")
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -540,8 +545,7 @@ fn waiting_runs_move_to_a_new_version_after_a_dry_run_that_changes_nothing() {
         "{}",
         text(&out.stdout)
     );
-    let before = eventflow(&data, &["status", &id, "--json"]);
-    let before: Value = serde_json::from_slice(&before.stdout).expect("json");
+    let before = status_json(&data, &id);
     assert_eq!(before["version"], 1);
 
     // The dry run reports and changes nothing.
@@ -565,8 +569,7 @@ fn waiting_runs_move_to_a_new_version_after_a_dry_run_that_changes_nothing() {
         "{}",
         text(&out.stdout)
     );
-    let after_dry: Value =
-        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    let after_dry: Value = status_json(&data, &id);
     assert_eq!(after_dry, before, "the dry run changed the run");
 
     // The move: the run is on v2 under the new step ids, and its history says so.
@@ -589,8 +592,7 @@ fn waiting_runs_move_to_a_new_version_after_a_dry_run_that_changes_nothing() {
         "{}",
         text(&out.stdout)
     );
-    let moved: Value =
-        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    let moved: Value = status_json(&data, &id);
     assert_eq!(moved["version"], 2);
     assert!(moved["steps"].get("tell_team").is_some() && moved["steps"].get("tell").is_none());
     let last = moved["history"]
@@ -639,16 +641,14 @@ fn an_operator_retries_skips_and_cancels_from_the_command_line() {
         &["skip", &id, "flaky", "--output", "{\"manual\": true}"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let s: Value =
-        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    let s: Value = status_json(&data, &id);
     assert_eq!(s["status"], "completed");
     assert_eq!(s["steps"]["flaky"]["status"], "skipped");
 
     let id = start(&data);
     let out = eventflow(&data, &["cancel", &id, "--compensate"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    let s: Value =
-        serde_json::from_slice(&eventflow(&data, &["status", &id, "--json"]).stdout).expect("json");
+    let s: Value = status_json(&data, &id);
     assert_eq!(s["status"], "cancelled");
     assert_eq!(s["steps"]["save"]["status"], "compensated");
     // A finished run takes no more operator events, and says so.
