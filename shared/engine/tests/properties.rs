@@ -2,9 +2,13 @@
 //!
 //! Each case is a number of steps (1 to 50) and a seed. From the seed the simulator draws a
 //! workflow (a random DAG whose steps have retry policies, compensations, `for_each` fan-outs,
-//! `when` conditions, waits, timeouts and failure policies), an input, and a host that answers
-//! every attempt with a success, a retryable or a terminal failure, or never (the timeout fires,
-//! and sometimes the answer still arrives late). Events are delivered in a random order,
+//! `loop`s, `output` shaping, `parallel_group`s that later steps depend on, `when` conditions on
+//! the input or on an upstream step's output, waits for a duration or until a day relative to
+//! `input.starts_at` with an offset, a local time and a time zone, timeouts and failure
+//! policies), an input, and a host that answers every attempt (a loop's iterations too: their
+//! item slot is the iteration, and an output's `done` sometimes ends the loop) with a success, a
+//! retryable or a terminal failure, or never (the timeout fires, and sometimes the answer still
+//! arrives late). Events are delivered in a random order,
 //! timers on a virtual clock, some events twice or again long after; the checkpoint is written
 //! to JSON and read back between events; when a run waits on an operator (paused, needs
 //! attention) the simulator plays one, and sometimes one steps in unasked.
@@ -23,6 +27,10 @@
 //!   that has a compensation has been compensated exactly once;
 //! - an event redelivered after it was applied changes nothing;
 //! - a `for_each` never has more items (or item compensations) in flight than its concurrency;
+//! - a loop dispatches iterations in order (the same one again or the next), never beyond
+//!   `max_iterations` in a try, and its `iteration` counter is the iteration last dispatched
+//!   (the next one while it waits out its delay); a result is accepted only for the current
+//!   iteration, and a loop owes one compensation only when it ends with a success;
 //! - a finished run has no step still running, waiting or compensating;
 //! - the checkpoint reads back from JSON equal to what was written;
 //! - a run is never stuck: while running or compensating something is always in flight;
@@ -51,6 +59,14 @@ const EXECUTION: &str = "ex";
 const MAX_STEPS: usize = 50;
 const FLAGS: usize = 4;
 const LISTS: usize = 4;
+const GROUPS: usize = 3;
+/// Loops with a `delay`. Off until the engine stops starting the next iteration during a
+/// rollback (`regressions.rs`: a_loop_iteration_succeeding_during_a_rollback_does_not_start_the_next).
+const LOOP_DELAYS: bool = false;
+/// Loops whose iterations are retried. Off until a new try of a loop stops reusing the attempt
+/// keys of earlier iterations (`regressions.rs`:
+/// an_operator_retry_of_a_loop_dispatches_an_attempt_key_never_used_before).
+const LOOP_RETRIES: bool = false;
 
 // ---- randomness -------------------------------------------------------------------------
 
@@ -122,7 +138,19 @@ fn retry_policy(r: &mut Rng) -> Value {
     })
 }
 
-/// A random workflow of `steps` steps: each depends on up to three earlier ones.
+/// What the generator knows of an earlier step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// Only waits: no output.
+    Wait,
+    /// Fans out: its output is not one object.
+    Fan,
+    /// Runs once (or loops): its output is an object with `ok`.
+    Single,
+}
+
+/// A random workflow of `steps` steps: each depends on up to three earlier ones (or on a
+/// parallel group of earlier ones).
 fn definition(steps: usize, seed: u64) -> Value {
     let mut w = Rng::new(seed, 1);
     let mut def = json!({
@@ -135,12 +163,17 @@ fn definition(steps: usize, seed: u64) -> Value {
         def["retry"] = retry_policy(&mut w);
     }
     let mut ancestors: Vec<u64> = Vec::with_capacity(steps);
+    let mut shapes: Vec<Shape> = Vec::with_capacity(steps);
+    // Parallel groups: members, and whether a step already depends on the group (then it is
+    // closed: a later member could depend on the step that depends on the group).
+    let mut groups: Vec<(u64, bool)> = vec![(0, false); GROUPS];
     let mut list = Vec::with_capacity(steps);
     for i in 0..steps {
         let mut r = Rng::new(seed, 1000 + i as u64);
         let mut s = Map::new();
         s.insert("id".into(), json!(format!("s{i}")));
-        let mut deps: Vec<usize> = Vec::new();
+        let mut deps: Vec<String> = Vec::new();
+        let mut mine = 0u64;
         if i > 0 {
             for _ in 0..r.below(4) {
                 // Mostly recent steps, so that graphs are deep as well as wide.
@@ -149,25 +182,42 @@ fn definition(steps: usize, seed: u64) -> Value {
                 } else {
                     r.below(i)
                 };
-                if !deps.contains(&d) {
-                    deps.push(d);
+                let name = format!("s{d}");
+                if !deps.contains(&name) {
+                    deps.push(name);
+                    mine |= ancestors[d] | (1 << d);
+                }
+            }
+            if r.chance(0.15) {
+                let g = r.below(GROUPS);
+                let (members, _) = groups[g];
+                if members != 0 {
+                    deps.push(format!("g{g}"));
+                    groups[g].1 = true;
+                    for (m, a) in ancestors.iter().enumerate() {
+                        if members & (1 << m) != 0 {
+                            mine |= a | (1 << m);
+                        }
+                    }
                 }
             }
         }
-        let mine = deps.iter().fold(0u64, |a, &d| a | ancestors[d] | (1 << d));
         ancestors.push(mine);
         if !deps.is_empty() {
-            s.insert(
-                "depends_on".into(),
-                json!(deps.iter().map(|d| format!("s{d}")).collect::<Vec<_>>()),
-            );
+            s.insert("depends_on".into(), json!(deps));
         }
+        if r.chance(0.12) {
+            let g = r.below(GROUPS);
+            if !groups[g].1 && !deps.contains(&format!("g{g}")) {
+                groups[g].0 |= 1 << i;
+                s.insert("parallel_group".into(), json!(format!("g{g}")));
+            }
+        }
+        let shape;
         if r.chance(0.08) {
             // A step that only waits.
-            s.insert(
-                "wait".into(),
-                json!({"duration": format!("{}s", r.range(1, 5))}),
-            );
+            s.insert("wait".into(), wait(&mut r));
+            shape = Shape::Wait;
         } else {
             let undoable = r.chance(0.5);
             s.insert(
@@ -188,8 +238,32 @@ fn definition(steps: usize, seed: u64) -> Value {
                     "input".into(),
                     json!({"item": "${item}", "index": "${index}"}),
                 );
+                shape = Shape::Fan;
             } else {
                 s.insert("input".into(), json!({"n": i}));
+                shape = Shape::Single;
+                if r.chance(0.2) {
+                    let mut until = format!("steps.s{i}.output.done");
+                    if r.chance(0.3) {
+                        until = format!("{until} || iteration >= {}", r.range(2, 3));
+                    }
+                    let mut lp = json!({
+                        "until": until,
+                        "max_iterations": r.range(1, 4),
+                        "on_exhausted": r.pick(&["succeed", "fail"]),
+                    });
+                    if LOOP_DELAYS && r.chance(0.5) {
+                        lp["delay"] = json!(format!("{}s", r.range(1, 3)));
+                    }
+                    s.insert("loop".into(), lp);
+                    s.insert("input".into(), json!({"n": i, "iteration": "${iteration}"}));
+                }
+                if r.chance(0.25) {
+                    s.insert(
+                        "output".into(),
+                        json!({"v": "${result.v}", "ok": "${result.ok}", "done": "${result.done}"}),
+                    );
+                }
             }
             if undoable && r.chance(0.7) {
                 let c = if r.chance(0.6) {
@@ -211,13 +285,17 @@ fn definition(steps: usize, seed: u64) -> Value {
             if r.chance(0.6) {
                 s.insert("retry".into(), retry_policy(&mut r));
             }
+            if !LOOP_RETRIES && s.contains_key("loop") {
+                s.insert("retry".into(), json!({"max_attempts": 1}));
+            }
             if r.chance(0.3) {
                 s.insert("timeout".into(), json!("30s"));
             }
             if r.chance(0.05) {
-                s.insert("wait".into(), json!({"duration": "2s"}));
+                s.insert("wait".into(), wait(&mut r));
             }
         }
+        shapes.push(shape);
         if r.chance(0.15) {
             let flag = format!("input.flags.f{}", r.below(FLAGS));
             s.insert(
@@ -228,6 +306,21 @@ fn definition(steps: usize, seed: u64) -> Value {
                     format!("!{flag}")
                 }),
             );
+        } else if r.chance(0.12) {
+            // On an upstream step's output (only steps whose output is an object with `ok`).
+            let readable: Vec<usize> = (0..i)
+                .filter(|&a| mine & (1 << a) != 0 && shapes[a] == Shape::Single)
+                .collect();
+            if !readable.is_empty() {
+                let a = r.pick(&readable);
+                let not = if r.chance(0.3) { "!" } else { "" };
+                s.insert(
+                    "when".into(),
+                    json!(format!(
+                        "has(steps.s{a}.output) && {not}steps.s{a}.output.ok"
+                    )),
+                );
+            }
         }
         if r.chance(0.35) {
             let policy = match r.below(10) {
@@ -251,6 +344,24 @@ fn definition(steps: usize, seed: u64) -> Value {
     def
 }
 
+/// A wait: for a duration, or until a day relative to `input.starts_at` at a local time.
+fn wait(r: &mut Rng) -> Value {
+    if r.chance(0.6) {
+        return json!({"duration": format!("{}s", r.range(1, 5))});
+    }
+    let mut w = json!({"until": "input.starts_at"});
+    if r.chance(0.8) {
+        w["offset"] = json!(r.pick(&["-1d", "-2d", "+0d", "-12h", "+1d"]));
+    }
+    if r.chance(0.7) {
+        w["at"] = json!(r.pick(&["09:00", "02:30", "23:59", "00:00"]));
+    }
+    if r.chance(0.7) {
+        w["time_zone"] = json!(r.pick(&["Europe/Berlin", "America/New_York", "UTC"]));
+    }
+    w
+}
+
 fn input(seed: u64) -> Value {
     let mut r = Rng::new(seed, 2);
     let mut flags = Map::new();
@@ -268,7 +379,13 @@ fn input(seed: u64) -> Value {
         let items: Vec<Value> = (0..len).map(|k| json!(format!("l{l}i{k}"))).collect();
         lists.insert(format!("l{l}"), Value::Array(items));
     }
-    json!({"flags": flags, "lists": lists})
+    // From just before the start to six weeks on (the clocks change in between), at a random
+    // minute, with a random UTC offset.
+    let at = t0() + TimeDelta::minutes(r.range(0, 60 * 24 * 42) as i64 - 60 * 30);
+    let zone =
+        chrono::FixedOffset::east_opt(3600 * r.range(0, 4) as i32 - 3600 * 2).expect("an offset");
+    let starts_at = at.with_timezone(&zone).to_rfc3339();
+    json!({"flags": flags, "lists": lists, "starts_at": starts_at})
 }
 
 /// How the host and the operator behave in one case.
@@ -290,6 +407,8 @@ struct Knobs {
     operator: f64,
     /// Operator events the simulator may choose freely; beyond, it steers the run to its end.
     op_budget: u32,
+    /// Chance an output says `done` (what ends a loop).
+    done: f64,
 }
 
 impl Knobs {
@@ -314,6 +433,7 @@ impl Knobs {
             redeliver: r.pick(&[0.0, 0.05, 0.2]),
             operator: r.pick(&[0.0, 0.01, 0.05]),
             op_budget: r.range(0, 8) as u32,
+            done: r.pick(&[0.1, 0.35, 0.7]),
         }
     }
 }
@@ -360,6 +480,8 @@ struct Sim<'v> {
     timers: HashSet<String>,
     /// Successes of steps (or items) with a compensation, not yet compensated.
     owed: HashMap<(usize, Option<u32>), u32>,
+    /// For each loop step, the iteration last dispatched.
+    loop_hi: Vec<u32>,
     ops: u32,
     ids: u64,
     trace: bool,
@@ -394,6 +516,7 @@ impl<'v> Sim<'v> {
             compensation_keys: HashSet::new(),
             timers: HashSet::new(),
             owed: HashMap::new(),
+            loop_hi: vec![0; v.steps().len()],
             ops: 0,
             ids: 0,
             trace,
@@ -511,7 +634,24 @@ impl<'v> Sim<'v> {
             match &event.kind {
                 EventKind::StepSucceeded { step, item, .. } => {
                     let i = self.index(step)?;
-                    if self.has_compensation(i) {
+                    if self.v.steps()[i].repeat.is_some() {
+                        // An iteration: the step is done (and owes one compensation) only
+                        // when the loop ends with a success.
+                        let was = self.cp.steps[i].iteration;
+                        if *item != Some(was) {
+                            return Err(self.fail(format!(
+                                "{step}: iteration {item:?} accepted but the step was at \
+                                 iteration {was}"
+                            )));
+                        }
+                        let st = &d.checkpoint.steps[i];
+                        // (A rollback under way may start undoing it at once.)
+                        let ended_well =
+                            matches!(st.status, StepStatus::Succeeded | StepStatus::Compensating);
+                        if ended_well && self.has_compensation(i) {
+                            *self.owed.entry((i, None)).or_default() += 1;
+                        }
+                    } else if self.has_compensation(i) {
                         *self.owed.entry((i, *item)).or_default() += 1;
                     }
                 }
@@ -555,6 +695,30 @@ impl<'v> Sim<'v> {
                             "RunStep {key} was dispatched a second time (after {:?})",
                             event.kind
                         )));
+                    }
+                    if let Some(lp) = &self.v.steps()[i].repeat {
+                        let n = item.unwrap_or(0);
+                        let hi = self.loop_hi[i];
+                        if n == 0 || n > lp.max_iterations {
+                            return Err(self.fail(format!(
+                                "{key}: loop iteration {item:?} of at most {}",
+                                lp.max_iterations
+                            )));
+                        }
+                        if n != 1 && n != hi && n != hi + 1 {
+                            return Err(self.fail(format!(
+                                "{key}: iteration {n} dispatched after iteration {hi}"
+                            )));
+                        }
+                        if d.checkpoint.steps[i].iteration != n {
+                            return Err(self.fail(format!(
+                                "{key}: iteration {n} dispatched, the step's counter says {}",
+                                d.checkpoint.steps[i].iteration
+                            )));
+                        }
+                        self.loop_hi[i] = n;
+                    } else if self.v.steps()[i].for_each.is_none() && item.is_some() {
+                        return Err(self.fail(format!("{key}: an item for a single step")));
                     }
                     for &dep in &self.v.steps()[i].deps {
                         let ds = &d.checkpoint.steps[dep];
@@ -641,6 +805,25 @@ impl<'v> Sim<'v> {
         }
 
         for (k, st) in d.checkpoint.steps.iter().enumerate() {
+            if let Some(lp) = &self.v.steps()[k].repeat {
+                // The counter is the iteration last dispatched, or the next one while the
+                // loop waits out its delay.
+                let hi = self.loop_hi[k];
+                let ok = match (st.status, st.timer) {
+                    (StepStatus::Running | StepStatus::Succeeded, _) => st.iteration == hi,
+                    (StepStatus::Waiting, Some(TimerKind::LoopDelay)) => {
+                        st.iteration == hi + 1 && st.iteration <= lp.max_iterations
+                    }
+                    _ => st.iteration <= lp.max_iterations,
+                };
+                if !ok {
+                    return Err(self.fail(format!(
+                        "{}: {:?} ({:?}) at iteration {}, but iteration {hi} was the last \
+                         dispatched (at most {})",
+                        st.id, st.status, st.timer, st.iteration, lp.max_iterations
+                    )));
+                }
+            }
             let Some(fe) = &self.v.steps()[k].for_each else {
                 continue;
             };
@@ -732,7 +915,11 @@ impl<'v> Sim<'v> {
                             step,
                             item,
                             attempt,
-                            output: json!({"ok": attempt}),
+                            output: json!({
+                                "v": attempt,
+                                "ok": self.rng.chance(0.6),
+                                "done": self.rng.chance(self.knobs.done),
+                            }),
                         }
                     };
                     let event = self.event(kind);
@@ -830,7 +1017,9 @@ impl<'v> Sim<'v> {
                     3..=4 => match (!skippable.is_empty()).then(|| r.pick(&skippable)) {
                         Some(step) => EventKind::SkipStep {
                             step,
-                            output: r.chance(0.5).then(|| json!({"skipped": true})),
+                            output: r
+                                .chance(0.5)
+                                .then(|| json!({"skipped": true, "ok": false, "done": true})),
                         },
                         None => EventKind::Resume,
                     },
