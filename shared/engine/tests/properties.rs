@@ -67,6 +67,9 @@ const LOOP_DELAYS: bool = false;
 /// keys of earlier iterations (`regressions.rs`:
 /// an_operator_retry_of_a_loop_dispatches_an_attempt_key_never_used_before).
 const LOOP_RETRIES: bool = false;
+/// `output` shaping that fails on a success. Off until the engine undoes such a success in a
+/// rollback (`regressions.rs`: a_success_whose_output_shaping_fails_is_still_compensated).
+const SHAPE_ERRORS: bool = false;
 
 // ---- randomness -------------------------------------------------------------------------
 
@@ -259,10 +262,13 @@ fn definition(steps: usize, seed: u64) -> Value {
                     s.insert("input".into(), json!({"n": i, "iteration": "${iteration}"}));
                 }
                 if r.chance(0.25) {
-                    s.insert(
-                        "output".into(),
-                        json!({"v": "${result.v}", "ok": "${result.ok}", "done": "${result.done}"}),
-                    );
+                    let mut shape =
+                        json!({"v": "${result.v}", "ok": "${result.ok}", "done": "${result.done}"});
+                    if SHAPE_ERRORS && r.chance(0.1) {
+                        // Reads what no result has: the success fails the step.
+                        shape["x"] = json!("${result.missing}");
+                    }
+                    s.insert("output".into(), shape);
                 }
             }
             if undoable && r.chance(0.7) {
