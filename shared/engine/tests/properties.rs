@@ -4,7 +4,7 @@
 //! workflow (a random DAG whose steps have retry policies, compensations, `for_each` fan-outs,
 //! `loop`s, `output` shaping, `parallel_group`s that later steps depend on, `when` conditions on
 //! the input or on an upstream step's output, waits for a duration or until a day relative to
-//! `input.starts_at` with an offset, a local time and a time zone, timeouts and failure
+//! `input.starts_at` (or a date) with an offset, a local time and a time zone, timeouts and failure
 //! policies), an input, and a host that answers every attempt (a loop's iterations too: their
 //! item slot is the iteration, and an output's `done` sometimes ends the loop) with a success, a
 //! retryable or a terminal failure, or never (the timeout fires, and sometimes the answer still
@@ -350,12 +350,14 @@ fn definition(steps: usize, seed: u64) -> Value {
     def
 }
 
-/// A wait: for a duration, or until a day relative to `input.starts_at` at a local time.
+/// A wait: for a duration, or until a day relative to `input.starts_at` (an instant) or
+/// `input.starts_on` (a date) at a local time, in a fixed time zone or the input's.
 fn wait(r: &mut Rng) -> Value {
     if r.chance(0.6) {
         return json!({"duration": format!("{}s", r.range(1, 5))});
     }
-    let mut w = json!({"until": "input.starts_at"});
+    let mut w =
+        json!({"until": r.pick(&["input.starts_at", "input.starts_at", "input.starts_on"])});
     if r.chance(0.8) {
         w["offset"] = json!(r.pick(&["-1d", "-2d", "+0d", "-12h", "+1d"]));
     }
@@ -363,7 +365,12 @@ fn wait(r: &mut Rng) -> Value {
         w["at"] = json!(r.pick(&["09:00", "02:30", "23:59", "00:00"]));
     }
     if r.chance(0.7) {
-        w["time_zone"] = json!(r.pick(&["Europe/Berlin", "America/New_York", "UTC"]));
+        w["time_zone"] = json!(r.pick(&[
+            "Europe/Berlin",
+            "America/New_York",
+            "UTC",
+            "${input.time_zone}"
+        ]));
     }
     w
 }
@@ -391,7 +398,15 @@ fn input(seed: u64) -> Value {
     let zone =
         chrono::FixedOffset::east_opt(3600 * r.range(0, 4) as i32 - 3600 * 2).expect("an offset");
     let starts_at = at.with_timezone(&zone).to_rfc3339();
-    json!({"flags": flags, "lists": lists, "starts_at": starts_at})
+    let starts_on = at.format("%Y-%m-%d").to_string();
+    let time_zone = r.pick(&["Europe/Berlin", "Australia/Sydney", "Asia/Kolkata"]);
+    json!({
+        "flags": flags,
+        "lists": lists,
+        "starts_at": starts_at,
+        "starts_on": starts_on,
+        "time_zone": time_zone,
+    })
 }
 
 /// How the host and the operator behave in one case.
