@@ -5,13 +5,13 @@
 //! `loop`s, `output` shaping, `parallel_group`s that later steps depend on, `when` conditions on
 //! the input or on an upstream step's output, waits for a duration or until a day relative to
 //! `input.starts_at` (or a date) with an offset, a local time and a time zone, timeouts and failure
-//! policies), an input, and a host that answers every attempt (a loop's iterations too: their
-//! item slot is the iteration, and an output's `done` sometimes ends the loop) with a success, a
+//! policies), an input, and a host that answers every attempt (a loop's iterations too: their item
+//! slot is the iteration, and an output's `done` sometimes ends the loop) with a success, a
 //! retryable or a terminal failure, or never (the timeout fires, and sometimes the answer still
-//! arrives late). Events are delivered in a random order,
-//! timers on a virtual clock, some events twice or again long after; the checkpoint is written
-//! to JSON and read back between events; when a run waits on an operator (paused, needs
-//! attention) the simulator plays one, and sometimes one steps in unasked.
+//! arrives late). Events are delivered in a random order, timers on a virtual clock, some events
+//! twice or again long after; the checkpoint is written to JSON and read back between events; when
+//! a run waits on an operator (paused, needs attention) the simulator plays one, and sometimes one
+//! steps in unasked.
 //!
 //! Invariants, checked after every event:
 //! - applying the same event twice: the second changes nothing and emits nothing;
@@ -61,7 +61,8 @@ const FLAGS: usize = 4;
 const LISTS: usize = 4;
 const GROUPS: usize = 3;
 /// Loops with a `delay`. Off until the engine stops starting the next iteration during a
-/// rollback (`regressions.rs`: a_loop_iteration_succeeding_during_a_rollback_does_not_start_the_next).
+/// rollback (`regressions.rs`:
+/// a_loop_iteration_succeeding_during_a_rollback_does_not_start_the_next).
 const LOOP_DELAYS: bool = false;
 /// Loops whose iterations are retried. Off until a new try of a loop stops reusing the attempt
 /// keys of earlier iterations (`regressions.rs`:

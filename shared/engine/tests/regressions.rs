@@ -626,11 +626,11 @@ fn a_loop_iteration_succeeding_during_a_rollback_does_not_start_the_next() {
         output: json!({"done": false}),
     });
     // Then no next iteration is scheduled, and once the run is over no step is left waiting
-    let delays: Vec<_> = done
-        .commands
-        .iter()
-        .filter(|c| matches!(c, Command::ScheduleTimer { timer, .. } if timer.kind == TimerKind::LoopDelay))
-        .collect();
+    let delay = |c: &&Command| match c {
+        Command::ScheduleTimer { timer, .. } => timer.kind == TimerKind::LoopDelay,
+        _ => false,
+    };
+    let delays: Vec<_> = done.commands.iter().filter(delay).collect();
     assert!(delays.is_empty(), "{delays:?}");
     if run.cp.status.is_terminal() {
         assert_ne!(run.status("l"), StepStatus::Waiting);
