@@ -391,6 +391,8 @@ impl Machine<'_> {
         let shaped = match shaped {
             Ok(v) => v,
             Err(e) => {
+                // The action did act: a rollback must still undo it.
+                self.cp.steps[i].took_effect = true;
                 self.fail_step(i, None, e);
                 return true;
             }
@@ -407,27 +409,45 @@ impl Machine<'_> {
             Ok(true) => self.succeed(i),
             Ok(false) if iteration >= lp.max_iterations => match lp.on_exhausted {
                 crate::LoopExhausted::Succeed => self.succeed(i),
-                crate::LoopExhausted::Fail => self.fail_step(
-                    i,
-                    None,
-                    StepError::terminal(
-                        "LoopExhausted",
-                        format!(
-                            "the loop ran {iteration} times and `{}` never held",
-                            lp.until.source()
+                crate::LoopExhausted::Fail => {
+                    // Its iterations acted: a rollback undoes them.
+                    self.cp.steps[i].took_effect = true;
+                    self.fail_step(
+                        i,
+                        None,
+                        StepError::terminal(
+                            "LoopExhausted",
+                            format!(
+                                "the loop ran {iteration} times and `{}` never held",
+                                lp.until.source()
+                            ),
                         ),
-                    ),
-                ),
+                    );
+                }
             },
+            // A rollback (or a cancel with compensation) dispatches nothing new: the loop ends
+            // here, and what its iterations did is undone with the rest.
+            Ok(false) if !matches!(self.cp.status, RunStatus::Running | RunStatus::Paused) => {
+                self.succeed(i);
+            }
             Ok(false) => {
+                let paused = self.cp.status == RunStatus::Paused;
                 let st = &mut self.cp.steps[i];
                 st.iteration += 1;
+                // Attempts number on across iterations, so no key is used twice; the retry
+                // policy counts each iteration's tries from here.
+                st.base = st.attempt;
                 st.attempt = st.base + 1;
                 let (next, first) = (st.iteration, st.attempt);
                 match lp.delay {
                     Some(d) if d > crate::Duration::ZERO => {
                         self.wait_on(i, TimerKind::LoopDelay);
                         self.timer(i, TimerKind::LoopDelay, Some(next), first, d);
+                    }
+                    // Paused: the next iteration goes out when the run is continued.
+                    _ if paused => {
+                        self.wait_on(i, TimerKind::LoopDelay);
+                        self.cp.steps[i].due = true;
                     }
                     _ => self.dispatch(i, Some(next), first),
                 }
@@ -882,10 +902,14 @@ impl Machine<'_> {
         let (retries, base) = (old.retries, old.attempt.max(old.base + 1));
         // Kept only for its attempt numbers (see start_compensation).
         let compensation = old.compensation.take();
+        // An action that acted before still needs undoing if the new try does not act; one
+        // compensation undoes the step either way.
+        let took_effect = old.took_effect && old.status != StepStatus::Compensated;
         self.cp.steps[i] = StepState {
             retries,
             attempt: base,
             base,
+            took_effect,
             compensation,
             ..StepState::new(&self.cs(i).id)
         };
@@ -1451,7 +1475,7 @@ impl Machine<'_> {
         match st.status {
             StepStatus::Succeeded => st.fan.as_ref().is_none_or(|f| f.succeeded > 0),
             StepStatus::Failed | StepStatus::Cancelled | StepStatus::Skipped => {
-                st.fan.as_ref().is_some_and(|f| f.succeeded > 0)
+                st.took_effect || st.fan.as_ref().is_some_and(|f| f.succeeded > 0)
             }
             StepStatus::Compensating => true,
             _ => false,

@@ -282,6 +282,10 @@ pub struct StepState {
     /// retry policy counts from here.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub base: u32,
+    /// Failed although its action succeeded (its output could not be shaped): what it did
+    /// is undone on rollback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub took_effect: bool,
     /// Loop iteration (1-based; 0 when the step has no loop or has not started).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub iteration: u32,
@@ -333,6 +337,7 @@ impl StepState {
             iteration: 0,
             retries: 0,
             base: 0,
+            took_effect: false,
             skip_reason: None,
             timer: None,
             due: false,

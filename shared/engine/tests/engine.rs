@@ -255,8 +255,9 @@ fn a_loop_repeats_with_its_delay_until_the_condition_holds() {
         vec![(TimerKind::LoopDelay, t0() + chrono::TimeDelta::days(4))]
     );
     let cmds = run.fire(&cmds, TimerKind::LoopDelay);
-    assert_eq!(dispatched(&cmds), vec![("follow_up".into(), Some(2), 1)]);
-    let cmds = run.ok("follow_up", Some(2), 1, json!({"replied": true}));
+    // Attempts number on across iterations: the second iteration's first attempt is 2.
+    assert_eq!(dispatched(&cmds), vec![("follow_up".into(), Some(2), 2)]);
+    let cmds = run.ok("follow_up", Some(2), 2, json!({"replied": true}));
     assert_eq!(finished(&cmds), Some(RunStatus::Completed));
     assert_eq!(run.cp.step("follow_up").expect("step").iteration, 2);
 }
@@ -276,7 +277,7 @@ fn a_loop_stops_at_max_iterations_failing_if_asked() {
             json!({}),
         );
         run.ok("l", Some(1), 1, json!({}));
-        let cmds = run.ok("l", Some(2), 1, json!({}));
+        let cmds = run.ok("l", Some(2), 2, json!({}));
         assert_eq!(finished(&cmds), Some(expected), "{on_exhausted}");
     }
 }

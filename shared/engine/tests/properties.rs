@@ -60,17 +60,15 @@ const MAX_STEPS: usize = 50;
 const FLAGS: usize = 4;
 const LISTS: usize = 4;
 const GROUPS: usize = 3;
-/// Loops with a `delay`. Off until the engine stops starting the next iteration during a
-/// rollback (`regressions.rs`:
+/// Loops with a `delay` (see `regressions.rs`:
 /// a_loop_iteration_succeeding_during_a_rollback_does_not_start_the_next).
-const LOOP_DELAYS: bool = false;
-/// Loops whose iterations are retried. Off until a new try of a loop stops reusing the attempt
-/// keys of earlier iterations (`regressions.rs`:
+const LOOP_DELAYS: bool = true;
+/// Loops whose iterations are retried (see `regressions.rs`:
 /// an_operator_retry_of_a_loop_dispatches_an_attempt_key_never_used_before).
-const LOOP_RETRIES: bool = false;
-/// `output` shaping that fails on a success. Off until the engine undoes such a success in a
-/// rollback (`regressions.rs`: a_success_whose_output_shaping_fails_is_still_compensated).
-const SHAPE_ERRORS: bool = false;
+const LOOP_RETRIES: bool = true;
+/// `output` shaping that fails on a success (see `regressions.rs`:
+/// a_success_whose_output_shaping_fails_is_still_compensated).
+const SHAPE_ERRORS: bool = true;
 
 // ---- randomness -------------------------------------------------------------------------
 
@@ -668,13 +666,23 @@ impl<'v> Sim<'v> {
                         }
                         let st = &d.checkpoint.steps[i];
                         // (A rollback under way may start undoing it at once.)
+                        // A loop that failed after its iterations acted (its output could
+                        // not be shaped, or it ran out of iterations) is undone too.
                         let ended_well =
-                            matches!(st.status, StepStatus::Succeeded | StepStatus::Compensating);
+                            matches!(st.status, StepStatus::Succeeded | StepStatus::Compensating)
+                                || (st.status == StepStatus::Failed && st.took_effect);
+                        // A step's effect is one thing: a success after an operator's retry
+                        // replaces the earlier one, and one compensation undoes the step.
                         if ended_well && self.has_compensation(i) {
-                            *self.owed.entry((i, None)).or_default() += 1;
+                            self.owed.insert((i, None), 1);
                         }
                     } else if self.has_compensation(i) {
-                        *self.owed.entry((i, *item)).or_default() += 1;
+                        match item {
+                            Some(_) => *self.owed.entry((i, *item)).or_default() += 1,
+                            None => {
+                                self.owed.insert((i, None), 1);
+                            }
+                        }
                     }
                 }
                 EventKind::CompensationSucceeded { step, item, .. } => {
