@@ -17,6 +17,19 @@ fn eventflow(data: &Path, args: &[&str]) -> Output {
         .expect("eventflow runs")
 }
 
+/// `eventflow run WORKFLOW --input <the example input>`.
+fn run_on_input(data: &Path, workflow: &Path) -> Output {
+    eventflow(
+        data,
+        &[
+            "run",
+            &workflow.to_string_lossy(),
+            "--input",
+            &input().to_string(),
+        ],
+    )
+}
+
 /// `eventflow status ID --json`, parsed.
 fn status_json(data: &Path, id: &str) -> Value {
     serde_json::from_slice(&eventflow(data, &["status", id, "--json"]).stdout).expect("status json")
@@ -118,15 +131,7 @@ fn the_live_view_shows_steps_and_a_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let wf = write(dir.path(), "launch.json", &launch());
-    let out = eventflow(
-        &data,
-        &[
-            "run",
-            &wf.to_string_lossy(),
-            "--input",
-            &input().to_string(),
-        ],
-    );
+    let out = run_on_input(&data, &wf);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("create_event") && s.contains("succeeded"), "{s}");
@@ -148,15 +153,7 @@ fn a_failure_is_rolled_back_and_the_exit_code_says_so() {
          "retry": {"max_attempts": 1}}
     ));
     let wf = write(dir.path(), "launch.json", &def);
-    let out = eventflow(
-        &data,
-        &[
-            "run",
-            &wf.to_string_lossy(),
-            "--input",
-            &input().to_string(),
-        ],
-    );
+    let out = run_on_input(&data, &wf);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(
@@ -287,7 +284,7 @@ fn refused_requests_say_why_and_write_nothing() {
         assert!(!data.exists(), "{args:?} wrote to the data directory");
     }
     // An unknown id in a data directory that exists.
-    let ok = eventflow(&data, &["run", &w, "--input", &input().to_string()]);
+    let ok = run_on_input(&data, &wf);
     assert!(ok.status.success());
     let out = eventflow(&data, &["status", "ex-nope"]);
     assert_eq!(out.status.code(), Some(1));
@@ -361,15 +358,7 @@ fn a_published_workflow_runs_again_by_its_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let wf = write(dir.path(), "launch.json", &launch());
-    let first = eventflow(
-        &data,
-        &[
-            "run",
-            &wf.to_string_lossy(),
-            "--input",
-            &input().to_string(),
-        ],
-    );
+    let first = run_on_input(&data, &wf);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let again = eventflow(
         &data,

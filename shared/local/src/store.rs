@@ -292,6 +292,21 @@ impl LocalStore {
             .map_err(|e| StoreError::Unavailable(format!("a store task stopped: {e}")))?
     }
 
+    /// Runs `f` in one write transaction, committed (fsync) when it returns `Ok`.
+    async fn writing<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
     fn read<T: DeserializeOwned>(
         db: &Database,
         table: TableDefinition<&str, &[u8]>,
@@ -451,52 +466,47 @@ impl VersionStore for LocalStore {
     ) -> StoreResult<VersionRecord> {
         let definition = definition.clone();
         let hash = hash.to_owned();
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let record = {
-                let mut versions = tx.open_table(VERSIONS).map_err(backend)?;
-                let mut hashes = tx.open_table(VERSION_HASHES).map_err(backend)?;
-                let wf = definition.id.as_str();
-                if let Some(n) = hashes.get((wf, hash.as_str())).map_err(backend)? {
-                    let n = n.value();
-                    let existing = versions.get((wf, n)).map_err(backend)?;
-                    if let Some(v) = existing {
-                        return from_json(v.value());
-                    }
+        self.writing(move |tx| {
+            let mut versions = tx.open_table(VERSIONS).map_err(backend)?;
+            let mut hashes = tx.open_table(VERSION_HASHES).map_err(backend)?;
+            let wf = definition.id.as_str();
+            if let Some(n) = hashes.get((wf, hash.as_str())).map_err(backend)? {
+                let n = n.value();
+                let existing = versions.get((wf, n)).map_err(backend)?;
+                if let Some(v) = existing {
+                    return from_json(v.value());
                 }
-                let last = versions
-                    .range((wf, 0)..=(wf, u32::MAX))
-                    .map_err(backend)?
-                    .next_back()
-                    .transpose()
-                    .map_err(backend)?
-                    .map_or(0, |(k, _)| k.value().1);
-                let record = VersionRecord {
-                    workflow_id: wf.to_owned(),
-                    number: last + 1,
-                    hash: hash.clone(),
-                    definition: definition.clone(),
-                    published_at: now,
-                };
-                if versions
-                    .get((wf, record.number))
-                    .map_err(backend)?
-                    .is_some()
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "version {} of {wf} exists",
-                        record.number
-                    )));
-                }
-                versions
-                    .insert((wf, record.number), to_json(&record)?.as_slice())
-                    .map_err(backend)?;
-                hashes
-                    .insert((wf, hash.as_str()), record.number)
-                    .map_err(backend)?;
-                record
+            }
+            let last = versions
+                .range((wf, 0)..=(wf, u32::MAX))
+                .map_err(backend)?
+                .next_back()
+                .transpose()
+                .map_err(backend)?
+                .map_or(0, |(k, _)| k.value().1);
+            let record = VersionRecord {
+                workflow_id: wf.to_owned(),
+                number: last + 1,
+                hash: hash.clone(),
+                definition: definition.clone(),
+                published_at: now,
             };
-            tx.commit().map_err(backend)?;
+            if versions
+                .get((wf, record.number))
+                .map_err(backend)?
+                .is_some()
+            {
+                return Err(StoreError::Conflict(format!(
+                    "version {} of {wf} exists",
+                    record.number
+                )));
+            }
+            versions
+                .insert((wf, record.number), to_json(&record)?.as_slice())
+                .map_err(backend)?;
+            hashes
+                .insert((wf, hash.as_str()), record.number)
+                .map_err(backend)?;
             Ok(record)
         })
         .await
@@ -558,24 +568,21 @@ impl VersionStore for LocalStore {
         state: VersionState,
     ) -> StoreResult<()> {
         let (wf, bytes) = (workflow_id.to_owned(), to_json(&state)?);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
+        self.writing(move |tx| {
+            let versions = tx.open_table(VERSIONS).map_err(backend)?;
+            if versions
+                .get((wf.as_str(), number))
+                .map_err(backend)?
+                .is_none()
             {
-                let versions = tx.open_table(VERSIONS).map_err(backend)?;
-                if versions
-                    .get((wf.as_str(), number))
-                    .map_err(backend)?
-                    .is_none()
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "{wf} has no version {number}"
-                    )));
-                }
-                let mut t = tx.open_table(VERSION_STATES).map_err(backend)?;
-                t.insert((wf.as_str(), number), bytes.as_slice())
-                    .map_err(backend)?;
+                return Err(StoreError::Conflict(format!(
+                    "{wf} has no version {number}"
+                )));
             }
-            tx.commit().map_err(backend)
+            let mut t = tx.open_table(VERSION_STATES).map_err(backend)?;
+            t.insert((wf.as_str(), number), bytes.as_slice())
+                .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -588,13 +595,10 @@ impl VersionStore for LocalStore {
 
     async fn set_alias(&self, alias: &Alias) -> StoreResult<()> {
         let (wf, bytes) = (alias.workflow_id.clone(), to_json(alias)?);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut t = tx.open_table(ALIASES).map_err(backend)?;
-                t.insert(wf.as_str(), bytes.as_slice()).map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
+        self.writing(move |tx| {
+            let mut t = tx.open_table(ALIASES).map_err(backend)?;
+            t.insert(wf.as_str(), bytes.as_slice()).map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -636,38 +640,22 @@ impl RecordStore for LocalStore {
 
     async fn put(&self, collection: &str, key: &str, value: &Value) -> StoreResult<Option<Value>> {
         let (c, k, bytes) = (collection.to_owned(), key.to_owned(), to_json(value)?);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let previous = {
-                let mut t = tx.open_table(RECORDS).map_err(backend)?;
-                let old = t
-                    .insert((c.as_str(), k.as_str()), bytes.as_slice())
-                    .map_err(backend)?;
-                match old {
-                    Some(v) => Some(from_json(v.value())?),
-                    None => None,
-                }
-            };
-            tx.commit().map_err(backend)?;
-            Ok(previous)
+        self.writing(move |tx| {
+            let mut t = tx.open_table(RECORDS).map_err(backend)?;
+            let old = t
+                .insert((c.as_str(), k.as_str()), bytes.as_slice())
+                .map_err(backend)?;
+            old.map(|v| from_json(v.value())).transpose()
         })
         .await
     }
 
     async fn delete(&self, collection: &str, key: &str) -> StoreResult<Option<Value>> {
         let (c, k) = (collection.to_owned(), key.to_owned());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            let previous = {
-                let mut t = tx.open_table(RECORDS).map_err(backend)?;
-                let old = t.remove((c.as_str(), k.as_str())).map_err(backend)?;
-                match old {
-                    Some(v) => Some(from_json(v.value())?),
-                    None => None,
-                }
-            };
-            tx.commit().map_err(backend)?;
-            Ok(previous)
+        self.writing(move |tx| {
+            let mut t = tx.open_table(RECORDS).map_err(backend)?;
+            let old = t.remove((c.as_str(), k.as_str())).map_err(backend)?;
+            old.map(|v| from_json(v.value())).transpose()
         })
         .await
     }
@@ -677,16 +665,13 @@ impl RecordStore for LocalStore {
 impl TenantStore for LocalStore {
     async fn create_tenant(&self, record: &TenantRecord) -> StoreResult<()> {
         let (name, bytes) = (record.tenant.clone(), to_json(record)?);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(backend)?;
-            {
-                let mut t = tx.open_table(TENANTS).map_err(backend)?;
-                if t.get(name.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict(format!("the tenant {name} exists")));
-                }
-                t.insert(name.as_str(), bytes.as_slice()).map_err(backend)?;
+        self.writing(move |tx| {
+            let mut t = tx.open_table(TENANTS).map_err(backend)?;
+            if t.get(name.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::Conflict(format!("the tenant {name} exists")));
             }
-            tx.commit().map_err(backend)
+            t.insert(name.as_str(), bytes.as_slice()).map_err(backend)?;
+            Ok(())
         })
         .await
     }
