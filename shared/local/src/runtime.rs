@@ -89,6 +89,13 @@ enum Msg {
         execution_id: String,
         reply: oneshot::Sender<RunState>,
     },
+    /// An operator's event, answered once durable: the run's status after it, or `None` when
+    /// it did not apply (nothing changed).
+    Operate {
+        execution_id: String,
+        event: Event,
+        reply: oneshot::Sender<Option<RunStatus>>,
+    },
     /// Stop the driver once what came before is committed.
     Stop,
     /// Move a run to another version (or only check whether it could).
@@ -332,6 +339,32 @@ impl Runtime {
             event,
             answered: None,
         });
+    }
+
+    /// Applies an operator event and answers once it is durable: the run's status after it,
+    /// or `None` when the event does not apply to the run as it stands (nothing changed). An
+    /// error means the store could not take it: nothing changed either, and it may be tried
+    /// again.
+    pub async fn operate(
+        &self,
+        execution_id: &str,
+        kind: EventKind,
+        actor: &str,
+    ) -> StoreResult<Option<RunStatus>> {
+        let mut event = Event::new(format!("op-{}", uuid::Uuid::now_v7().simple()), kind);
+        event.actor = Some(actor.to_owned());
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Operate {
+            execution_id: execution_id.to_owned(),
+            event,
+            reply,
+        });
+        answer.await.map_err(|_| {
+            StoreError::Unavailable(
+                "the event was not applied (the runtime stopped or the store failed); try again"
+                    .into(),
+            )
+        })
     }
 
     /// Stops the driver after what was sent before; tasks still in flight stay in the store
@@ -589,6 +622,7 @@ struct Outcome {
     progress: Vec<Progress>,
     replies: Vec<oneshot::Sender<StoreResult<()>>>,
     queries: Vec<(String, oneshot::Sender<RunState>)>,
+    operated: Vec<(oneshot::Sender<Option<RunStatus>>, Option<RunStatus>)>,
     migrations: Vec<(oneshot::Sender<MigrateOutcome>, MigrateOutcome)>,
 }
 
@@ -761,6 +795,22 @@ impl Driver {
                 execution_id,
                 reply,
             } => out.queries.push((execution_id, reply)),
+            Msg::Operate {
+                execution_id,
+                event,
+                reply,
+            } => {
+                let commit = self.apply(&execution_id, event, out).await;
+                let status = match commit {
+                    Some(c) if c.checkpoint.is_some() => {
+                        let status = c.checkpoint.as_ref().map(|cp| cp.status);
+                        out.commits.push(c);
+                        status
+                    }
+                    _ => None,
+                };
+                out.operated.push((reply, status));
+            }
             Msg::Stop => {}
             Msg::Migrate {
                 execution_id,
@@ -986,6 +1036,9 @@ impl Driver {
         }
         for reply in out.replies {
             let _ = reply.send(Ok(()));
+        }
+        for (reply, status) in out.operated {
+            let _ = reply.send(status);
         }
         for (reply, outcome) in out.migrations {
             let _ = reply.send(outcome);
