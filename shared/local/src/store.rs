@@ -603,6 +603,30 @@ impl VersionStore for LocalStore {
         .await
     }
 
+    async fn workflows(&self) -> StoreResult<Vec<String>> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(VERSIONS).map_err(backend)?;
+            let mut out: Vec<String> = Vec::new();
+            // Jump from one workflow to the next instead of reading every version.
+            let mut from = String::new();
+            loop {
+                let next = t
+                    .range((from.as_str(), 0)..)
+                    .map_err(backend)?
+                    .next()
+                    .transpose()
+                    .map_err(backend)?;
+                let Some((k, _)) = next else { break };
+                let id = k.value().0.to_owned();
+                from = format!("{id}\0");
+                out.push(id);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn latest(&self, workflow_id: &str) -> StoreResult<Option<VersionRecord>> {
         let wf = workflow_id.to_owned();
         self.blocking(move |db| {

@@ -192,6 +192,16 @@ async fn publishing_is_once_per_content_and_never_overwrites() {
         store.latest("w").await.expect("latest").map(|v| v.number),
         Some(2)
     );
+    let mut other = def.clone();
+    other.id = "a-first".into();
+    store.publish(&other, "h3", now).await.expect("other");
+    other.id = "w-2".into();
+    store.publish(&other, "h4", now).await.expect("other");
+    assert_eq!(
+        store.workflows().await.expect("workflows"),
+        ["a-first", "w", "w-2"],
+        "each workflow once, in order, whatever its number of versions"
+    );
 }
 
 #[tokio::test]

@@ -125,6 +125,8 @@ pub trait VersionStore: Send + Sync {
     ) -> StoreResult<VersionRecord>;
     async fn version(&self, workflow_id: &str, number: u32) -> StoreResult<Option<VersionRecord>>;
     async fn latest(&self, workflow_id: &str) -> StoreResult<Option<VersionRecord>>;
+    /// The ids of every workflow with a published version, in order.
+    async fn workflows(&self) -> StoreResult<Vec<String>>;
     /// Every version of a workflow with its state, oldest first.
     async fn versions(&self, workflow_id: &str) -> StoreResult<Vec<(VersionRecord, VersionState)>>;
     async fn state(&self, workflow_id: &str, number: u32) -> StoreResult<VersionState>;
