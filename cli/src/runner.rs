@@ -931,6 +931,7 @@ pub(crate) async fn tenant_create(data_dir: &Path, name: &str) -> Outcome {
         tenant: key.tenant.clone(),
         key_hash: key.hash.clone(),
         created_at: Utc::now(),
+        webhook_secret: key.webhook_secret.clone(),
     };
     match store.create_tenant(&record).await {
         Ok(()) => {}
@@ -942,7 +943,10 @@ pub(crate) async fn tenant_create(data_dir: &Path, name: &str) -> Outcome {
         Err(e) => return Err(Refusal::io(format!("eventflow: {e}"))),
     }
     println!("{}", key.key);
-    eprintln!("tenant {name} created; this is its API key, shown once: keep it safe");
+    println!("{}", key.webhook_secret);
+    eprintln!(
+        "tenant {name} created; above are its API key (send it as 'Authorization: Bearer ...') and its webhook signing secret, shown once: keep them safe"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -453,11 +453,15 @@ fn a_tenant_key_is_shown_once_and_only_its_hash_is_kept() {
     let data = dir.path().join("data");
     let out = eventflow(&data, &["tenant", "create", "acme-events"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let key = text(&out.stdout).trim().to_owned();
+    let printed = text(&out.stdout);
+    let mut lines = printed.lines();
+    let key = lines.next().unwrap_or_default().to_owned();
     assert!(
         key.starts_with("efk_acme-events_") && key.len() > 60,
         "{key}"
     );
+    let webhook_secret = lines.next().unwrap_or_default();
+    assert!(webhook_secret.starts_with("whsec_"), "{printed}");
     let again = eventflow(&data, &["tenant", "create", "acme-events"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(

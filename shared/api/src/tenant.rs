@@ -25,6 +25,8 @@ pub struct NewKey {
     pub tenant: String,
     pub key: String,
     pub hash: String,
+    /// The secret that signs the tenant's webhooks (`whsec_...`), also shown once.
+    pub webhook_secret: String,
 }
 
 fn hash(key: &str) -> String {
@@ -46,10 +48,12 @@ pub fn generate(tenant: &str) -> Result<NewKey, KeyError> {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut secret).map_err(|e| KeyError::Entropy(e.to_string()))?;
     let key = format!("efk_{tenant}_{}", hex::encode(secret));
+    getrandom::fill(&mut secret).map_err(|e| KeyError::Entropy(e.to_string()))?;
     Ok(NewKey {
         tenant: tenant.to_owned(),
         hash: hash(&key),
         key,
+        webhook_secret: format!("whsec_{}", hex::encode(secret)),
     })
 }
 
@@ -90,6 +94,8 @@ mod tests {
         assert_eq!(verify(&k.key, &k.hash), Ok(()));
         let other = generate("acme-events").expect("key");
         assert_ne!(other.key, k.key);
+        assert!(k.webhook_secret.starts_with("whsec_") && k.webhook_secret.len() == 70);
+        assert_ne!(k.webhook_secret, other.webhook_secret);
         assert_eq!(verify(&other.key, &k.hash), Err(KeyError::Invalid));
     }
 

@@ -295,6 +295,10 @@ pub struct TenantRecord {
     pub tenant: String,
     pub key_hash: String,
     pub created_at: Timestamp,
+    /// The HMAC-SHA256 key of the tenant's webhooks. Kept as it is, since checking a
+    /// signature needs it; shown once at creation, like the API key.
+    #[serde(default)]
+    pub webhook_secret: String,
 }
 
 #[async_trait]
