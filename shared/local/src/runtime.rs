@@ -76,7 +76,8 @@ enum Msg {
         execution_id: String,
         input: Value,
         start_key: Option<String>,
-        reply: oneshot::Sender<StoreResult<()>>,
+        /// Told the run's id once durable: this one, or the run the key started before.
+        reply: oneshot::Sender<StoreResult<String>>,
         finished: Option<oneshot::Sender<RunStatus>>,
     },
     Event {
@@ -281,7 +282,19 @@ impl Runtime {
         input: Value,
         start_key: Option<String>,
     ) -> Result<String, StartError> {
-        self.start_inner(version, input, start_key, None).await
+        Ok(self.start_inner(version, input, start_key, None).await?.0)
+    }
+
+    /// Starts a run once per `key`: the run's id, and whether this call created it (false
+    /// when the key had started a run before, even a moment before, concurrently).
+    pub async fn start_once(
+        &self,
+        version: Arc<Version>,
+        input: Value,
+        key: &str,
+    ) -> Result<(String, bool), StartError> {
+        self.start_inner(version, input, Some(key.to_owned()), None)
+            .await
     }
 
     /// Starts a run and returns, with its id, a receiver told the run's terminal status.
@@ -291,7 +304,7 @@ impl Runtime {
         input: Value,
     ) -> Result<(String, oneshot::Receiver<RunStatus>), StartError> {
         let (tx, rx) = oneshot::channel();
-        let id = self.start_inner(version, input, None, Some(tx)).await?;
+        let (id, _) = self.start_inner(version, input, None, Some(tx)).await?;
         Ok((id, rx))
     }
 
@@ -301,7 +314,7 @@ impl Runtime {
         input: Value,
         start_key: Option<String>,
         finished: Option<oneshot::Sender<RunStatus>>,
-    ) -> Result<String, StartError> {
+    ) -> Result<(String, bool), StartError> {
         if let Err(problems) = version.check_input(&input) {
             return Err(StartError::Invalid(
                 problems
@@ -314,7 +327,7 @@ impl Runtime {
         if let Some(key) = &start_key
             && let Some(existing) = self.shared.store.execution_for_key(key).await?
         {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let execution_id = format!("ex-{}", uuid::Uuid::now_v7().simple());
         let (reply, answer) = oneshot::channel();
@@ -326,8 +339,9 @@ impl Runtime {
             reply,
             finished,
         });
-        answer.await.map_err(|_| StartError::Stopped)??;
-        Ok(execution_id)
+        let id = answer.await.map_err(|_| StartError::Stopped)??;
+        let created = id == execution_id;
+        Ok((id, created))
     }
 
     /// Sends an operator event (pause, resume, cancel, retry, skip, rollback) to a run.
@@ -620,7 +634,10 @@ struct Outcome {
     tasks: Vec<Task>,
     timers: Vec<TimerRecord>,
     progress: Vec<Progress>,
-    replies: Vec<oneshot::Sender<StoreResult<()>>>,
+    replies: Vec<(oneshot::Sender<StoreResult<String>>, String)>,
+    /// Start keys used in this batch, and their runs: two starts with one key in one batch
+    /// make one run.
+    start_keys: HashMap<String, String>,
     queries: Vec<(String, oneshot::Sender<RunState>)>,
     operated: Vec<(oneshot::Sender<Option<RunStatus>>, Option<RunStatus>)>,
     migrations: Vec<(oneshot::Sender<MigrateOutcome>, MigrateOutcome)>,
@@ -756,6 +773,26 @@ impl Driver {
                 reply,
                 finished,
             } => {
+                // The caller looked the key up before sending, but another start with the same
+                // key may have come in between: the driver, which alone writes, decides.
+                if let Some(key) = &start_key {
+                    let existing = match out.start_keys.get(key) {
+                        Some(id) => Some(id.clone()),
+                        None => self
+                            .rt
+                            .shared
+                            .store
+                            .execution_for_key(key)
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
+                    if let Some(id) = existing {
+                        out.replies.push((reply, id));
+                        return;
+                    }
+                    out.start_keys.insert(key.clone(), execution_id.clone());
+                }
                 if let Some(f) = finished {
                     self.watchers.insert(execution_id.clone(), f);
                 }
@@ -769,7 +806,7 @@ impl Driver {
                     commit.start_key = start_key;
                     out.commits.push(commit);
                 }
-                out.replies.push(reply);
+                out.replies.push((reply, execution_id));
             }
             Msg::Event {
                 execution_id,
@@ -998,7 +1035,7 @@ impl Driver {
             // answers and timers of the batch are delivered again).
             tracing::error!(error = %e, "a commit failed; the batch is dropped and redelivered");
             self.cache.clear();
-            for reply in out.replies {
+            for (reply, _) in out.replies {
                 let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
             }
             let store = &self.rt.shared.store;
@@ -1034,8 +1071,8 @@ impl Driver {
             }
             let _ = self.rt.shared.progress.send(p);
         }
-        for reply in out.replies {
-            let _ = reply.send(Ok(()));
+        for (reply, id) in out.replies {
+            let _ = reply.send(Ok(id));
         }
         for (reply, status) in out.operated {
             let _ = reply.send(status);
