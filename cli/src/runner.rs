@@ -444,8 +444,14 @@ impl View {
                         self.line("  ↶ rolling back: compensating what succeeded".into())
                     }
                     RunStatus::Paused => self.line("  ⏸ run paused".into()),
+                    RunStatus::WaitingForDependency => {
+                        self.line("  ⧗ waiting for the workflows it depends on".into())
+                    }
                     _ => {}
                 },
+                Change::Dependency {
+                    workflow, status, ..
+                } => self.line(format!("  ⧗ dependency {workflow} {}", status.as_str())),
             }
         }
     }
@@ -739,6 +745,15 @@ fn describe(c: &Change) -> String {
                     .unwrap_or_default()
             )
         }
+        Change::Dependency {
+            workflow,
+            execution_id,
+            status,
+        } => format!(
+            "dependency {workflow} {} {}",
+            execution_id.as_deref().unwrap_or("-"),
+            status.as_str()
+        ),
     }
 }
 
@@ -746,7 +761,7 @@ pub(crate) async fn list(data_dir: &Path, status: Option<&str>, workflow: Option
     let status = match status {
         Some(s) => Some(serde_json::from_value::<RunStatus>(Value::from(s)).map_err(|_| {
             Refusal::invalid(format!(
-                "--status {s}: not a run status; use running, paused, compensating, completed, completed_with_errors, failed, compensated, cancelled or needs_attention"
+                "--status {s}: not a run status; use running, waiting_for_dependency, paused, compensating, completed, completed_with_errors, failed, compensated, cancelled or needs_attention"
             ))
         })?),
         None => None,

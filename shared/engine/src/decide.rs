@@ -43,6 +43,8 @@ impl Checkpoint {
             error: None,
             compensation_error: None,
             recent_events: Vec::new(),
+            correlation_key: None,
+            waiting_on: Vec::new(),
         }
     }
 
@@ -256,6 +258,7 @@ impl Machine<'_> {
             index: item.map(|(n, _)| n),
             iteration: self.cs(i).repeat.as_ref().map(|_| st.iteration),
             result,
+            output: None,
             now,
         };
         t.eval(&scope).map_err(|e| self.expression_error(t, e))
@@ -349,8 +352,83 @@ impl Machine<'_> {
             EventKind::RetryStep { step } => self.on_retry(step),
             EventKind::SkipStep { step, output } => self.on_skip(step, output.clone()),
             EventKind::Rollback { to } => self.on_rollback(to.as_deref()),
+            EventKind::Blocked { on } => {
+                if self.cp.seq != 0 || on.is_empty() {
+                    return false;
+                }
+                self.cp.waiting_on.clone_from(on);
+                self.set_run(RunStatus::WaitingForDependency);
+                true
+            }
+            EventKind::DependencyMet {
+                workflow,
+                execution_id,
+            } => self.on_dependency_met(workflow, execution_id),
+            EventKind::DependencyFailed {
+                workflow,
+                execution_id,
+                status,
+            } => self.on_dependency_failed(workflow, execution_id.as_deref(), *status),
             EventKind::Migrated { .. } => false,
         }
+    }
+
+    fn waits_for(&self, workflow: &str) -> Option<usize> {
+        if self.cp.status != RunStatus::WaitingForDependency {
+            return None;
+        }
+        self.cp
+            .waiting_on
+            .iter()
+            .position(|u| u.workflow == workflow)
+    }
+
+    fn on_dependency_met(&mut self, workflow: &str, execution_id: &str) -> bool {
+        let Some(k) = self.waits_for(workflow) else {
+            return false;
+        };
+        self.cp.waiting_on.remove(k);
+        self.changes.push(Change::Dependency {
+            workflow: workflow.to_owned(),
+            execution_id: Some(execution_id.to_owned()),
+            status: RunStatus::Completed,
+        });
+        if self.cp.waiting_on.is_empty() {
+            // From here on the run is exactly as after `Started`.
+            self.set_run(RunStatus::Running);
+        }
+        true
+    }
+
+    fn on_dependency_failed(
+        &mut self,
+        workflow: &str,
+        execution_id: Option<&str>,
+        status: RunStatus,
+    ) -> bool {
+        if self.waits_for(workflow).is_none() {
+            return false;
+        }
+        self.cp.waiting_on.clear();
+        self.changes.push(Change::Dependency {
+            workflow: workflow.to_owned(),
+            execution_id: execution_id.map(str::to_owned),
+            status,
+        });
+        let run = execution_id.map_or_else(|| "its run".to_owned(), |id| format!("run {id}"));
+        self.cp.error = Some(RunError {
+            step: DEPENDENCY_ERROR_STEP.to_owned(),
+            item: None,
+            error: StepError::terminal(
+                "DependencyFailed",
+                format!(
+                    "this run waited for workflow `{workflow}`, and {run} ended {}; start `{workflow}` again for this key, then start this workflow again",
+                    status.as_str()
+                ),
+            ),
+        });
+        self.finish(RunStatus::Cancelled);
+        true
     }
 
     /// The step whose attempt `(item, attempt)` is in flight now; `None` for a duplicate or
@@ -797,6 +875,12 @@ impl Machine<'_> {
     }
 
     fn on_cancel(&mut self, compensate: bool) -> bool {
+        if self.cp.status == RunStatus::WaitingForDependency {
+            // Nothing ran, so nothing is undone.
+            self.cp.waiting_on.clear();
+            self.finish(RunStatus::Cancelled);
+            return true;
+        }
         if compensate {
             if self.cp.status == RunStatus::Compensating {
                 return false;

@@ -34,6 +34,8 @@ pub enum Var {
     Iteration,
     Result,
     Now,
+    /// A finished run's output, in a workflow dependency's `when` and `input`.
+    Output,
 }
 
 impl Var {
@@ -45,6 +47,7 @@ impl Var {
             Var::Iteration => "iteration",
             Var::Result => "result",
             Var::Now => "now",
+            Var::Output => "output",
         }
     }
 
@@ -56,6 +59,7 @@ impl Var {
             "iteration" => Var::Iteration,
             "result" => Var::Result,
             "now" => Var::Now,
+            "output" => Var::Output,
             _ => return None,
         })
     }
@@ -196,6 +200,7 @@ impl Expr {
                 Var::Index => scope.index.map(|i| cel::Value::Int(i64::from(i))),
                 Var::Iteration => scope.iteration.map(|i| cel::Value::Int(i64::from(i))),
                 Var::Now => Some(cel::Value::Timestamp(scope.now.fixed_offset())),
+                Var::Output => scope.output.map(|v| to_cel(&prune(v, paths))),
             };
             if let Some(value) = value {
                 ctx.add_variable_from_value(var.name(), value);
@@ -245,6 +250,8 @@ pub struct Scope<'a> {
     pub index: Option<u32>,
     pub iteration: Option<u32>,
     pub result: Option<&'a Value>,
+    /// A finished run's output (workflow dependencies only).
+    pub output: Option<&'a Value>,
     pub now: DateTime<Utc>,
 }
 
@@ -267,6 +274,7 @@ impl<'a> Scope<'a> {
             index: None,
             iteration: None,
             result: None,
+            output: None,
             now,
         }
     }

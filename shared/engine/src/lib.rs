@@ -34,4 +34,6 @@ pub use schedule::{
     Due, Firing, PlannedRun, Replan, Schedule, ScheduleError, due, next_fire, plan_event, replan,
 };
 pub use state::*;
-pub use version::{ActionRegistry, ActionSpec, Problem, Version, validate};
+pub use version::{
+    ActionRegistry, ActionSpec, CompiledDependency, Problem, Version, dependency_cycle, validate,
+};

@@ -36,7 +36,46 @@ pub struct Definition {
     /// What starts this workflow besides an explicit start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
+    /// What ties this workflow's runs to those of other workflows: a `${ <CEL> }` expression
+    /// over `input` giving a string or a number, e.g. `${input.event.id}`. Runs of different
+    /// workflows with the same key belong to the same event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_key: Option<String>,
+    /// How this workflow's runs depend on runs of other workflows for the same key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<Dependency>,
     pub steps: Vec<Step>,
+}
+
+/// A dependency of the declaring workflow (B) on another workflow (A).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    /// The workflow depended on (A).
+    pub workflow: String,
+    #[serde(rename = "type")]
+    pub kind: DependencyKind,
+    /// Conditional only: a CEL condition over the completed run's `output` (its steps'
+    /// outputs by step id) and `input`; B starts when it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Parallel and conditional: the input of the run of B that A's run starts, a template
+    /// over A's `input` (and, for conditional, `output`). Without it, A's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}
+
+/// How B depends on A.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyKind {
+    /// A start of B waits (`waiting_for_dependency`) until A's run for the same correlation
+    /// key has completed; if that run fails, is compensated or cancelled, B ends `cancelled`.
+    Blocking,
+    /// Starting a run of A starts a run of B, once.
+    Parallel,
+    /// A run of A that completes starts a run of B, once, when `when` holds.
+    Conditional,
 }
 
 /// The six kinds of workflow eventflow knows.
@@ -292,11 +331,4 @@ pub enum Trigger {
     },
     /// A signed webhook, `POST /hooks/{name}`.
     Webhook { name: String },
-    /// Completion of another workflow's run for the same event.
-    WorkflowCompleted {
-        workflow: String,
-        /// A CEL condition over the other run's `output`; without it, every completion.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        when: Option<String>,
-    },
 }

@@ -350,7 +350,6 @@ fn kind(trigger: &Trigger) -> &'static str {
         Trigger::Rate { .. } => "rate",
         Trigger::EventRelative { .. } => "event_relative",
         Trigger::Webhook { .. } => "webhook",
-        Trigger::WorkflowCompleted { .. } => "workflow_completed",
     }
 }
 

@@ -26,6 +26,9 @@ pub type Timestamp = DateTime<Utc>;
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
+    /// Started, but waiting for runs of other workflows it depends on (blocking dependencies)
+    /// to complete; see [`Checkpoint::waiting_on`].
+    WaitingForDependency,
     Paused,
     Compensating,
     Completed,
@@ -52,6 +55,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
+            RunStatus::WaitingForDependency => "waiting_for_dependency",
             RunStatus::Paused => "paused",
             RunStatus::Compensating => "compensating",
             RunStatus::Completed => "completed",
@@ -406,7 +410,26 @@ pub struct Checkpoint {
     pub compensation_error: Option<RunError>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_events: Vec<String>,
+    /// The run's correlation key (the event it belongs to), when its workflow declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_key: Option<String>,
+    /// The upstream runs a `waiting_for_dependency` run still waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<Upstream>,
 }
+
+/// A run of another workflow that a run depends on (or, before it starts, the workflow alone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub workflow: String,
+    /// The upstream run, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+}
+
+/// The `step` of the [`RunError`] of a run ended because a dependency failed: no step id
+/// can contain `$`.
+pub const DEPENDENCY_ERROR_STEP: &str = "$dependencies";
 
 /// An event, with the id that makes applying it twice harmless.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -479,6 +502,25 @@ pub enum EventKind {
     Rollback {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
+    },
+    /// Instead of `Started`, as a run's first event: the run waits for these upstream runs
+    /// (blocking dependencies) with status `waiting_for_dependency`.
+    Blocked {
+        on: Vec<Upstream>,
+    },
+    /// An upstream run the run waits for completed; once none is left, the run starts exactly
+    /// as after `Started`.
+    DependencyMet {
+        workflow: String,
+        execution_id: String,
+    },
+    /// An upstream run the run waits for ended without completing (failed, compensated or
+    /// cancelled): the run ends `cancelled`, with an error naming that run and its status.
+    DependencyFailed {
+        workflow: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution_id: Option<String>,
+        status: RunStatus,
     },
     /// The run moved from version `from` to version `to` (see [`crate::migrate`]); decide()
     /// ignores it: the host applies it with [`crate::migrate::apply`].
@@ -572,6 +614,13 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum Change {
+    /// An upstream run a waiting run depended on finished with `status`.
+    Dependency {
+        workflow: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution_id: Option<String>,
+        status: RunStatus,
+    },
     Run {
         from: RunStatus,
         to: RunStatus,

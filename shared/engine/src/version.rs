@@ -14,9 +14,10 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::duration::{Duration, Offset};
-use crate::expr::{Expr, Template, TemplateString, Var, classify};
+use crate::expr::{Expr, ExprError, NoSteps, Scope, Template, TemplateString, Var, classify};
 use crate::model::{
-    Compensate, Definition, FailurePolicy, LoopExhausted, RetryPolicy, Step, Trigger,
+    Compensate, Definition, Dependency, DependencyKind, FailurePolicy, LoopExhausted, RetryPolicy,
+    Step, Trigger,
 };
 
 pub const MAX_STEPS: usize = 500;
@@ -141,6 +142,49 @@ pub struct CompiledStep {
     pub on_failure: Policy,
 }
 
+/// A workflow dependency ready to evaluate (see [`Dependency`]).
+#[derive(Debug, Clone)]
+pub struct CompiledDependency {
+    /// The workflow depended on.
+    pub workflow: String,
+    pub kind: DependencyKind,
+    pub when: Option<Expr>,
+    pub input: Option<Template>,
+}
+
+/// `now` is not readable in dependency expressions; scopes still need one.
+fn no_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::UNIX_EPOCH
+}
+
+impl CompiledDependency {
+    /// Whether a finished run of the depended-on workflow, with this input and output, starts
+    /// a run of the declaring one (always true without `when`).
+    pub fn holds(&self, input: &Value, output: Option<&Value>) -> Result<bool, ExprError> {
+        let Some(when) = &self.when else {
+            return Ok(true);
+        };
+        let scope = Scope {
+            output,
+            ..Scope::new(input, &NoSteps, no_now())
+        };
+        when.eval_bool(&scope)
+    }
+
+    /// The input of the dependent run: the template over the upstream run's input and
+    /// output, or the upstream input itself.
+    pub fn input_for(&self, input: &Value, output: Option<&Value>) -> Result<Value, ExprError> {
+        let Some(template) = &self.input else {
+            return Ok(input.clone());
+        };
+        let scope = Scope {
+            output,
+            ..Scope::new(input, &NoSteps, no_now())
+        };
+        template.eval(&scope)
+    }
+}
+
 /// A compiled, immutable workflow version.
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -154,6 +198,8 @@ pub struct Version {
     /// For each step, every step that follows it (transitively), as a bit set.
     descendants: Vec<BitSet>,
     input_schema: Option<Arc<jsonschema::Validator>>,
+    correlation_key: Option<Expr>,
+    dependencies: Vec<CompiledDependency>,
 }
 
 impl Version {
@@ -171,6 +217,8 @@ impl Version {
             order: c.order,
             descendants: c.descendants,
             input_schema: c.input_schema,
+            correlation_key: c.correlation_key,
+            dependencies: c.dependencies,
             definition: Arc::new(definition),
         })
     }
@@ -195,6 +243,29 @@ impl Version {
     /// Whether `later` follows `earlier` in the graph.
     pub fn follows(&self, later: usize, earlier: usize) -> bool {
         self.descendants[earlier].contains(later)
+    }
+
+    /// The workflows this one depends on, as declared.
+    pub fn dependencies(&self) -> &[CompiledDependency] {
+        &self.dependencies
+    }
+
+    /// The correlation key of a run on `input` (`None` when the workflow declares none): a
+    /// string as it is, a number written out; anything else is refused.
+    pub fn correlation_key(&self, input: &Value) -> Result<Option<String>, ExprError> {
+        let Some(e) = &self.correlation_key else {
+            return Ok(None);
+        };
+        match e.eval(&Scope::new(input, &NoSteps, no_now()))? {
+            Value::String(s) if !s.is_empty() => Ok(Some(s)),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            other => Err(ExprError::Eval {
+                expr: e.source().to_owned(),
+                message: format!(
+                    "a correlation key must be a non-empty string or a number, this gave {other}"
+                ),
+            }),
+        }
     }
 
     /// Checks a run's input against the definition's `input_schema`.
@@ -223,6 +294,55 @@ pub fn validate(definition: &Definition, actions: &ActionRegistry) -> Vec<Proble
         .run()
         .err()
         .unwrap_or_default()
+}
+
+/// A cycle among workflows through their blocking and parallel dependencies, if there is one,
+/// as the workflows along it with the first repeated at the end (`a → b → a` is
+/// `["a", "b", "a"]`). Such a cycle would start runs forever (parallel) or wait forever
+/// (blocking); conditional dependencies do not count, their condition is what ends a loop.
+pub fn dependency_cycle<'d>(
+    definitions: impl IntoIterator<Item = &'d Definition>,
+) -> Option<Vec<String>> {
+    // Edges run from the workflow depended on to the one that declares the dependency.
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for def in definitions {
+        edges.entry(def.id.as_str()).or_default();
+        for dep in &def.dependencies {
+            if dep.kind != DependencyKind::Conditional {
+                edges
+                    .entry(dep.workflow.as_str())
+                    .or_default()
+                    .push(def.id.as_str());
+            }
+        }
+    }
+    let mut done: HashSet<&str> = HashSet::new();
+    for &start in edges.keys() {
+        if done.contains(start) {
+            continue;
+        }
+        // Depth first with an explicit stack: (node, next edge to follow).
+        let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let targets = edges.get(node).map_or(&[][..], Vec::as_slice);
+            let Some(&target) = targets.get(*next) else {
+                done.insert(node);
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            if let Some(at) = path.iter().position(|(n, _)| *n == target) {
+                let mut cycle: Vec<String> =
+                    path[at..].iter().map(|(n, _)| (*n).to_owned()).collect();
+                cycle.push(target.to_owned());
+                return Some(cycle);
+            }
+            if !done.contains(target) {
+                path.push((target, 0));
+            }
+        }
+    }
+    None
 }
 
 fn json_pointer_to_path(pointer: &str) -> String {
@@ -265,6 +385,8 @@ struct Compiled {
     order: Vec<usize>,
     descendants: Vec<BitSet>,
     input_schema: Option<Arc<jsonschema::Validator>>,
+    correlation_key: Option<Expr>,
+    dependencies: Vec<CompiledDependency>,
 }
 
 struct Compiler<'a> {
@@ -335,6 +457,8 @@ impl<'a> Compiler<'a> {
             self.retry(retry, "$.retry");
         }
         self.triggers();
+        let correlation_key = self.correlation_key();
+        let dependencies = self.dependencies(correlation_key.is_some());
 
         // Ids and groups first: everything else refers to them.
         let mut index = HashMap::new();
@@ -452,6 +576,8 @@ impl<'a> Compiler<'a> {
                 order,
                 descendants,
                 input_schema,
+                correlation_key,
+                dependencies,
             })
         } else {
             Err(self.problems)
@@ -575,33 +701,183 @@ impl<'a> Compiler<'a> {
                         );
                     }
                 }
-                Trigger::WorkflowCompleted { workflow, when } => {
-                    if !is_workflow_id(workflow) {
-                        self.problem(
-                            format!("{path}.workflow"),
-                            format!("`{workflow}` is not a workflow id"),
-                        );
+            }
+        }
+    }
+
+    fn correlation_key(&mut self) -> Option<Expr> {
+        let source = self.def.correlation_key.as_deref()?;
+        let path = "$.correlation_key";
+        let TemplateString::Expr(inner) = classify(source) else {
+            self.problem(
+                path,
+                format!(
+                    "`{source}` is not an expression; write the key as `${{...}}` over the input, e.g. \"${{input.event.id}}\""
+                ),
+            );
+            return None;
+        };
+        match Expr::compile(inner) {
+            Ok(e) => self
+                .only_reads(&e, path, &[Var::Input], "a correlation key")
+                .then_some(e),
+            Err(e) => {
+                self.problem(path, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Checks that `e` reads nothing but `allowed`; says what `what` may read otherwise.
+    fn only_reads(&mut self, e: &Expr, path: &str, allowed: &[Var], what: &str) -> bool {
+        let reads = e.reads();
+        let mut names: Vec<String> = reads.unknown.clone();
+        names.extend(reads.steps.keys().map(|id| format!("steps.{id}")));
+        if reads.dynamic_steps {
+            names.push("steps".into());
+        }
+        names.extend(
+            reads
+                .vars
+                .keys()
+                .filter(|v| !allowed.contains(v))
+                .map(|v| v.name().to_owned()),
+        );
+        let can: Vec<&str> = allowed.iter().map(|v| v.name()).collect();
+        for name in &names {
+            self.problem(
+                path,
+                format!(
+                    "`{}` reads `{name}`; {what} reads only {}",
+                    e.source(),
+                    can.join(" and ")
+                ),
+            );
+        }
+        names.is_empty()
+    }
+
+    fn dependencies(&mut self, has_key: bool) -> Vec<CompiledDependency> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, dep) in self.def.dependencies.iter().enumerate() {
+            let path = format!("$.dependencies[{i}]");
+            if let Some(d) = self.dependency(dep, &path, has_key) {
+                out.push(d);
+            }
+            if let Some(first) = seen.insert(dep.workflow.as_str(), i) {
+                self.problem(
+                    format!("{path}.workflow"),
+                    format!(
+                        "`{}` is already a dependency at $.dependencies[{first}]; declare each workflow once",
+                        dep.workflow
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    fn dependency(
+        &mut self,
+        dep: &Dependency,
+        path: &str,
+        has_key: bool,
+    ) -> Option<CompiledDependency> {
+        let before = self.problems.len();
+        let workflow = &dep.workflow;
+        if !is_workflow_id(workflow) {
+            self.problem(
+                format!("{path}.workflow"),
+                format!("`{workflow}` is not a workflow id"),
+            );
+        } else if *workflow == self.def.id {
+            self.problem(
+                format!("{path}.workflow"),
+                format!("workflow `{workflow}` depends on itself; name another workflow"),
+            );
+        }
+        let kind = dep.kind;
+        if kind == DependencyKind::Blocking && !has_key {
+            self.problem(
+                path,
+                "a blocking dependency waits for the other workflow's run with the same correlation key, and this workflow declares none; add a correlation_key such as \"${input.event.id}\"",
+            );
+        }
+        let when = match (&dep.when, kind) {
+            (None, _) => None,
+            (Some(_), DependencyKind::Blocking | DependencyKind::Parallel) => {
+                self.problem(
+                    format!("{path}.when"),
+                    "only a conditional dependency has a condition; remove `when` or make the type `conditional`",
+                );
+                None
+            }
+            (Some(source), DependencyKind::Conditional) => {
+                let source = match classify(source) {
+                    TemplateString::Expr(inner) => inner,
+                    _ => source.as_str(),
+                };
+                match Expr::compile(source) {
+                    Ok(e) => {
+                        let what = "a dependency's condition";
+                        self.only_reads(
+                            &e,
+                            &format!("{path}.when"),
+                            &[Var::Output, Var::Input],
+                            what,
+                        )
+                        .then_some(e)
                     }
-                    if let Some(when) = when {
-                        match Expr::compile(when) {
-                            Err(e) => self.problem(format!("{path}.when"), e.to_string()),
-                            Ok(e) => {
-                                let reads = e.reads();
-                                let stray = reads.unknown.iter().find(|n| n.as_str() != "output");
-                                if let Some(name) = stray.or(reads.steps.keys().next()) {
-                                    self.problem(
-                                        format!("{path}.when"),
-                                        format!(
-                                            "`{when}` names `{name}`; a completion condition reads only `output` (the other run's output)"
-                                        ),
-                                    );
-                                }
-                            }
-                        }
+                    Err(e) => {
+                        self.problem(format!("{path}.when"), e.to_string());
+                        None
                     }
                 }
             }
-        }
+        };
+        let input = match (&dep.input, kind) {
+            (None, _) => None,
+            (Some(_), DependencyKind::Blocking) => {
+                self.problem(
+                    format!("{path}.input"),
+                    "a blocking dependency starts nothing, so it takes no input; remove `input`",
+                );
+                None
+            }
+            (Some(value), _) => {
+                let allowed: &[Var] = if kind == DependencyKind::Conditional {
+                    &[Var::Input, Var::Output]
+                } else {
+                    &[Var::Input]
+                };
+                match Template::compile(value) {
+                    Ok(t) => {
+                        for (suffix, e) in t.exprs() {
+                            let what = if kind == DependencyKind::Parallel {
+                                "the input of a parallel dependency (started before the other run has an output)"
+                            } else {
+                                "a dependency's input"
+                            };
+                            self.only_reads(e, &format!("{path}.input{suffix}"), allowed, what);
+                        }
+                        Some(t)
+                    }
+                    Err(errors) => {
+                        for e in errors {
+                            self.problem(format!("{path}.input{}", e.path), e.error);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        (self.problems.len() == before).then(|| CompiledDependency {
+            workflow: workflow.clone(),
+            kind,
+            when,
+            input,
+        })
     }
 
     fn time_zone(&mut self, tz: &str, path: String) -> Option<Tz> {
@@ -1166,6 +1442,7 @@ impl<'a> Compiler<'a> {
                 Var::Item | Var::Index => ctx.for_each && extra.contains(var),
                 Var::Iteration => ctx.repeat && extra.contains(var),
                 Var::Result => extra.contains(var),
+                Var::Output => false,
             };
             if !allowed {
                 let hint = match var {
@@ -1174,6 +1451,7 @@ impl<'a> Compiler<'a> {
                     }
                     Var::Iteration => "only in a step with a loop",
                     Var::Result => "only in a step's output shaping",
+                    Var::Output => "only in a workflow dependency's `when` and `input`",
                     _ => "",
                 };
                 self.problem(

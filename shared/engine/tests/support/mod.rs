@@ -52,6 +52,11 @@ pub struct Run {
 impl Run {
     /// Given a workflow, when it starts with `input`: the run and the commands of `Started`.
     pub fn start(def: Value, input: Value) -> (Run, Vec<Command>) {
+        Run::first(def, input, EventKind::Started)
+    }
+
+    /// Given a workflow, when a run of it begins with `first` instead of `Started`.
+    pub fn first(def: Value, input: Value, first: EventKind) -> (Run, Vec<Command>) {
         let version = version(def);
         let cp = Checkpoint::new(&version, "ex1", input, t0());
         let mut run = Run {
@@ -62,7 +67,7 @@ impl Run {
             history: Vec::new(),
             next_id: 0,
         };
-        let cmds = run.send(EventKind::Started);
+        let cmds = run.send(first);
         (run, cmds)
     }
 
