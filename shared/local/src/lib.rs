@@ -6,10 +6,14 @@
 //! - [`queue`]: the in-process task queue the worker pool reads.
 //! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
 //!   hands tasks to a worker pool and timers to a timer wheel.
+//! - [`scheduler`]: starts workflows from their cron, rate and event-relative triggers; its
+//!   tables live in `schedules`.
 
 pub mod outbox;
 pub mod queue;
 pub mod runtime;
+pub mod scheduler;
+mod schedules;
 pub mod store;
 
-pub use store::{LocalStore, OpenError};
+pub use store::{LocalStore, OpenError, RecordChange};

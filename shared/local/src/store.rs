@@ -19,6 +19,8 @@
 //! | `aliases` | workflow | [`Alias`] |
 //! | `tenants` | tenant | [`TenantRecord`] (the key's hash only) |
 //!
+//! The scheduler's tables are described in [`crate::schedules`].
+//!
 //! One [`Commit`] (an applied event) writes its checkpoint, history, tasks, results and timers
 //! in one transaction; [`LocalStore::commit`] writes many commits in one transaction, which is
 //! where the throughput of the local runtime comes from (group commit).
@@ -33,6 +35,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -44,7 +47,7 @@ const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("results");
 const TIMERS: TableDefinition<(i64, &str), &[u8]> = TableDefinition::new("timers");
 const TIMER_IDS: TableDefinition<&str, i64> = TableDefinition::new("timer_ids");
-const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+pub(crate) const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inputs");
 const VERSION_STATES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("version_states");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
@@ -81,6 +84,17 @@ pub struct LocalStore {
     dir: PathBuf,
     /// Held for the life of the store: one process per data directory.
     _lock: Arc<std::fs::File>,
+    /// Told of every record put or deleted (the scheduler re-plans on event changes).
+    records_tx: broadcast::Sender<RecordChange>,
+}
+
+/// A record put or deleted, as [`LocalStore::subscribe_records`] tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordChange {
+    pub collection: String,
+    pub key: String,
+    /// The record as written; `None` when it was deleted.
+    pub value: Option<Value>,
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -91,15 +105,15 @@ impl std::fmt::Debug for LocalStore {
     }
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::backend(e)
 }
 
-fn to_json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(v).map_err(backend)
 }
 
-fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+pub(crate) fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(backend)
 }
 
@@ -168,6 +182,7 @@ impl LocalStore {
             db: Arc::new(db),
             dir: dir.to_owned(),
             _lock: Arc::new(lock),
+            records_tx: broadcast::channel(1024).0,
         };
         store.create_tables().map_err(|e| OpenError::Directory {
             dir: dir.to_owned(),
@@ -178,6 +193,21 @@ impl LocalStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Tells of every record put or deleted from now on. A receiver that falls behind gets
+    /// `Lagged` and should re-read what it watches.
+    pub fn subscribe_records(&self) -> broadcast::Receiver<RecordChange> {
+        self.records_tx.subscribe()
+    }
+
+    fn tell(&self, collection: &str, key: &str, value: Option<Value>) {
+        // Nobody listening is fine: the change is in the store.
+        let _ = self.records_tx.send(RecordChange {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value,
+        });
     }
 
     fn create_tables(&self) -> StoreResult<()> {
@@ -196,6 +226,7 @@ impl LocalStore {
         tx.open_table(VERSION_STATES).map_err(backend)?;
         tx.open_table(ALIASES).map_err(backend)?;
         tx.open_table(TENANTS).map_err(backend)?;
+        crate::schedules::create_tables(&tx)?;
         tx.commit().map_err(backend)
     }
 
@@ -281,7 +312,7 @@ impl LocalStore {
         tx.commit().map_err(backend)
     }
 
-    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
@@ -293,7 +324,7 @@ impl LocalStore {
     }
 
     /// Runs `f` in one write transaction, committed (fsync) when it returns `Ok`.
-    async fn writing<T, F>(&self, f: F) -> StoreResult<T>
+    pub(crate) async fn writing<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&redb::WriteTransaction) -> StoreResult<T> + Send + 'static,
@@ -664,24 +695,30 @@ impl RecordStore for LocalStore {
 
     async fn put(&self, collection: &str, key: &str, value: &Value) -> StoreResult<Option<Value>> {
         let (c, k, bytes) = (collection.to_owned(), key.to_owned(), to_json(value)?);
-        self.writing(move |tx| {
-            let mut t = tx.open_table(RECORDS).map_err(backend)?;
-            let old = t
-                .insert((c.as_str(), k.as_str()), bytes.as_slice())
-                .map_err(backend)?;
-            old.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        let old = self
+            .writing(move |tx| {
+                let mut t = tx.open_table(RECORDS).map_err(backend)?;
+                let old = t
+                    .insert((c.as_str(), k.as_str()), bytes.as_slice())
+                    .map_err(backend)?;
+                old.map(|v| from_json(v.value())).transpose()
+            })
+            .await?;
+        self.tell(collection, key, Some(value.clone()));
+        Ok(old)
     }
 
     async fn delete(&self, collection: &str, key: &str) -> StoreResult<Option<Value>> {
         let (c, k) = (collection.to_owned(), key.to_owned());
-        self.writing(move |tx| {
-            let mut t = tx.open_table(RECORDS).map_err(backend)?;
-            let old = t.remove((c.as_str(), k.as_str())).map_err(backend)?;
-            old.map(|v| from_json(v.value())).transpose()
-        })
-        .await
+        let old = self
+            .writing(move |tx| {
+                let mut t = tx.open_table(RECORDS).map_err(backend)?;
+                let old = t.remove((c.as_str(), k.as_str())).map_err(backend)?;
+                old.map(|v| from_json(v.value())).transpose()
+            })
+            .await?;
+        self.tell(collection, key, None);
+        Ok(old)
     }
 }
 
