@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check and every test of eventflow, on a fresh machine: formatting, lints, the SAM
-# template, then the whole cargo test suite. Installs what it needs (cfn-lint, in a virtual
-# environment under ~/.cache/eventflow) on first use.
+# template and the OpenAPI document, then the whole cargo test suite. Installs what it needs
+# (cfn-lint and openapi-spec-validator, in a virtual environment under ~/.cache/eventflow) on
+# first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +15,10 @@ say() { printf '\n==> %s\n' "$*"; }
 
 say "tools"
 venv="$cache/venv"
-if [ ! -x "$venv/bin/cfn-lint" ]; then
+if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/openapi-spec-validator" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint==1.58.0'
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint==1.58.0' \
+    'openapi-spec-validator==0.9.0'
 fi
 cargo --version
 
@@ -28,6 +30,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "SAM template: cfn-lint"
 "$venv/bin/cfn-lint" template.yaml
+
+say "OpenAPI document: openapi-spec-validator"
+"$venv/bin/openapi-spec-validator" openapi.yaml
 
 say "cargo test (PROPTEST_CASES=$PROPTEST_CASES)"
 log=$(mktemp)
