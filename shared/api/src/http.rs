@@ -753,9 +753,17 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 /// The API as an axum router.
 pub fn router(tenants: Arc<dyn Tenants>) -> Router {
-    let mut router = Router::new();
+    // One method router per path, with the methods of the table merged into it.
+    let mut paths: Vec<(&'static str, MethodRouter<App>)> = Vec::new();
     for (_, path, handler) in table() {
-        router = router.route(path, handler.fallback(wrong_method));
+        match paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
+            None => paths.push((path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, methods) in paths {
+        router = router.route(path, methods.fallback(wrong_method));
     }
     router.fallback(no_route).with_state(App { tenants })
 }
