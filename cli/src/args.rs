@@ -195,6 +195,15 @@ pub(crate) enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 10)]
         follow: u64,
     },
+    /// List the schedules (cron, rate, and event-relative with their planned runs), or pause
+    /// or resume one. Runs start under `eventflow serve`.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<ScheduleCommand>,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -207,6 +216,21 @@ pub(crate) enum TenantCommand {
         /// Lower case letters, digits and `-`.
         #[arg(value_name = "NAME")]
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Stop a schedule from starting runs.
+    Pause {
+        /// The schedule's id, `<workflow>/<trigger index>` (`eventflow schedules` lists them).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Let a paused schedule start runs again; the slots it missed are skipped.
+    Resume {
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -226,5 +250,24 @@ mod tests {
         let cli = Cli::try_parse_from(["eventflow", "validate", "a.json", "b.yaml"])
             .expect("two files parse");
         assert!(matches!(cli.command, Command::Validate { files } if files.len() == 2));
+    }
+
+    #[test]
+    fn schedules_lists_and_pauses_or_resumes_one() {
+        let cli = Cli::try_parse_from(["eventflow", "schedules"]).expect("list");
+        assert!(matches!(
+            cli.command,
+            Command::Schedules {
+                action: None,
+                json: false
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["eventflow", "schedules", "pause", "nurture/0"]).expect("pause");
+        assert!(matches!(
+            cli.command,
+            Command::Schedules { action: Some(ScheduleCommand::Pause { id }), .. } if id == "nurture/0"
+        ));
+        assert!(Cli::try_parse_from(["eventflow", "schedules", "resume"]).is_err());
     }
 }

@@ -13,6 +13,7 @@ mod commands;
 mod load;
 mod report;
 mod runner;
+mod schedules;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -128,6 +129,11 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
                 let kind = EventKind::Rollback { to: to.clone() };
                 runner::operate(dir, id, kind, *follow).await
             }
+            Command::Schedules { action, json } => match action {
+                None => schedules::list(dir, *json).await,
+                Some(args::ScheduleCommand::Pause { id }) => schedules::pause(dir, id).await,
+                Some(args::ScheduleCommand::Resume { id }) => schedules::resume(dir, id).await,
+            },
             Command::Tenant(args::TenantCommand::Create { name }) => {
                 runner::tenant_create(dir, name).await
             }

@@ -12,7 +12,8 @@
 //! - [`Scheduler::tick`] starts what is due, each slot through [`Workflows::start`] with an
 //!   idempotency key made of the schedule id and the slot's instant, and only then records
 //!   that it fired: a tick that runs twice, or a process that dies in between, starts the
-//!   slot's run once.
+//!   slot's run once. The keys are `schedule/<schedule id>@<slot>` and, for a planned run,
+//!   `schedule/<schedule id>/<run key>@<instant>`, instants in RFC 3339 UTC with milliseconds.
 //! - [`Scheduler::event_changed`] re-plans an event's runs when the record is put or deleted;
 //!   [`Scheduler::spawn`] runs a loop that listens for record writes and ticks when due.
 //!

@@ -12,7 +12,7 @@ use eventflow_local::LocalStore;
 use eventflow_local::outbox::FileOutbox;
 use eventflow_local::runtime::{Runtime, RuntimeConfig};
 use eventflow_local::scheduler::{ScheduleKind, Scheduler, SchedulerError, TickReport};
-use eventflow_ports::{Clock, ExecutionStore, ExecutionSummary, RecordStore};
+use eventflow_ports::{Clock, ExecutionStore, ExecutionSummary, RecordStore, Workflows};
 use serde_json::{Value, json};
 
 fn t(s: &str) -> Timestamp {
@@ -341,6 +341,21 @@ async fn a_slot_starts_one_run_however_often_it_is_ticked() {
     assert_eq!(slots(&late), [t("2026-01-01T01:20:00Z")]);
     assert_eq!(late.started[0].skipped, 5);
     assert_eq!(host.runs("often").await.len(), 3);
+
+    // When a process started the next slot's run and died before recording the firing, then
+    // the tick finds that run by the slot's key instead of starting another.
+    let earlier = Workflows::start(
+        &host.runtime,
+        "often",
+        &json!({}),
+        "schedule/often/0@2026-01-01T01:30:00.000Z",
+    )
+    .await
+    .expect("start");
+    let again = host.tick("2026-01-01T01:30:00Z").await;
+    assert_eq!(again.started.len(), 1);
+    assert_eq!(again.started[0].execution_id, earlier);
+    assert_eq!(host.runs("often").await.len(), 4);
 }
 
 #[tokio::test]
