@@ -207,6 +207,16 @@ pub(crate) enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Serve the HTTP API, the runtime and the scheduler in one process, on 127.0.0.1.
+    ///
+    /// Every request needs a tenant's API key (`eventflow tenant create`); each tenant's
+    /// workflows, runs, schedules and records live in `<data dir>/tenants/<name>`. Stops on
+    /// Ctrl-C or SIGTERM, leaving unfinished work in the store for the next start.
+    Serve {
+        /// The port to listen on; 0 picks a free one (printed on start).
+        #[arg(long, env = "EVENTFLOW_PORT", default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ mod load;
 mod report;
 mod runner;
 mod schedules;
+mod serve;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -137,6 +138,7 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
             Command::Tenant(args::TenantCommand::Create { name }) => {
                 runner::tenant_create(dir, name).await
             }
+            Command::Serve { port } => serve::serve(dir, *port).await,
             Command::Validate { .. } | Command::Graph { .. } | Command::Schema => {
                 Ok(ExitCode::SUCCESS)
             }

@@ -45,7 +45,7 @@ impl Refusal {
         }
     }
 
-    fn io(message: impl Into<String>) -> Self {
+    pub(crate) fn io(message: impl Into<String>) -> Self {
         Refusal {
             code: 2,
             message: message.into(),
@@ -64,9 +64,9 @@ impl From<anyhow::Error> for Refusal {
     }
 }
 
-type Outcome = Result<ExitCode, Refusal>;
+pub(crate) type Outcome = Result<ExitCode, Refusal>;
 
-fn open_store(dir: &Path) -> Result<LocalStore, Refusal> {
+pub(crate) fn open_store(dir: &Path) -> Result<LocalStore, Refusal> {
     LocalStore::open(dir).map_err(|e| match e {
         OpenError::InUse { .. } | OpenError::Directory { .. } | OpenError::Database { .. } => {
             Refusal::io(format!("eventflow: {e}"))
@@ -85,12 +85,17 @@ fn existing_store(dir: &Path) -> Result<LocalStore, Refusal> {
     open_store(dir)
 }
 
-async fn runtime(store: LocalStore) -> Result<Runtime, Refusal> {
-    let outbox = Arc::new(FileOutbox::new(store.dir().join("outbox")));
-    let http = reqwest::Client::builder()
+/// The HTTP client the actions use.
+pub(crate) fn http_client() -> Result<reqwest::Client, Refusal> {
+    Ok(reqwest::Client::builder()
         .user_agent(concat!("eventflow/", env!("CARGO_PKG_VERSION")))
         .build()
-        .context("cannot build the HTTP client")?;
+        .context("cannot build the HTTP client")?)
+}
+
+async fn runtime(store: LocalStore) -> Result<Runtime, Refusal> {
+    let outbox = Arc::new(FileOutbox::new(store.dir().join("outbox")));
+    let http = http_client()?;
     Runtime::start(
         store,
         Arc::new(SystemClock),
