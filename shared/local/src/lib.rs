@@ -2,6 +2,8 @@
 //!
 //! - [`store`]: a redb database in the data directory (versions, checkpoints, history, tasks,
 //!   timers, attempt results, domain records), fsync on every commit.
+//! - [`dependencies`]: workflow dependencies (blocking, parallel, conditional) on this host;
+//!   their index lives in `correlation`.
 //! - [`outbox`]: email and notifications as `.eml` files in `<data dir>/outbox`.
 //! - [`queue`]: the in-process task queue the worker pool reads.
 //! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
@@ -9,6 +11,8 @@
 //! - [`scheduler`]: starts workflows from their cron, rate and event-relative triggers; its
 //!   tables live in `schedules`.
 
+mod correlation;
+pub mod dependencies;
 pub mod outbox;
 pub mod queue;
 pub mod runtime;

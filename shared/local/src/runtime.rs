@@ -17,14 +17,16 @@ use async_trait::async_trait;
 use chrono::Utc;
 use eventflow_engine::migrate::{self, Mapping, Reason, Summary};
 use eventflow_engine::{
-    ActionRegistry, Checkpoint, Command, Definition, Event, EventKind, HistoryEntry, RunStatus,
-    Timestamp, Version, decide,
+    ActionRegistry, Checkpoint, Command, Definition, DependencyKind, Event, EventKind,
+    HistoryEntry, RunStatus, Timestamp, Upstream, Version, decide,
 };
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::*;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use crate::dependencies::PublishError;
+use crate::dependencies::{self, Dependents, Standing};
 use crate::queue::{self, InProcessQueue, TaskReceiver};
 use crate::store::LocalStore;
 
@@ -137,6 +139,8 @@ struct Shared {
     actions: HashMap<&'static str, Arc<dyn Action>>,
     outbox: Arc<dyn Outbox>,
     versions: Mutex<HashMap<(String, u32), Arc<Version>>>,
+    /// Who depends on whom, from the active versions; forgotten on publish.
+    dependents: Mutex<Option<Arc<Dependents>>>,
     inbox: mpsc::UnboundedSender<Msg>,
     progress: broadcast::Sender<Progress>,
     queue: InProcessQueue,
@@ -192,6 +196,7 @@ impl Runtime {
             actions,
             outbox,
             versions: Mutex::new(HashMap::new()),
+            dependents: Mutex::new(None),
             inbox: tx,
             progress,
             queue,
@@ -265,13 +270,89 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Publishes a definition (once per content) and returns its version record.
-    pub async fn publish(&self, def: &Definition) -> StoreResult<VersionRecord> {
+    /// Publishes a definition (once per content) and returns its version record. Refused,
+    /// with nothing written, when its dependencies close a cycle with the latest versions of
+    /// the other workflows.
+    pub async fn publish(&self, def: &Definition) -> Result<VersionRecord, PublishError> {
+        dependencies::check_cycles(&self.shared.store, def).await?;
         let hash = definition_hash(def);
-        self.shared
+        let record = self
+            .shared
             .store
             .publish(def, &hash, self.shared.clock.now())
-            .await
+            .await?;
+        *self.lock_dependents() = None;
+        Ok(record)
+    }
+
+    fn lock_dependents(&self) -> std::sync::MutexGuard<'_, Option<Arc<Dependents>>> {
+        self.shared
+            .dependents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Who depends on whom, read from the active versions once and kept until a publish.
+    async fn dependents(&self) -> Arc<Dependents> {
+        if let Some(d) = self.lock_dependents().as_ref() {
+            return Arc::clone(d);
+        }
+        match Dependents::load(self).await {
+            Ok(d) => {
+                let d = Arc::new(d);
+                *self.lock_dependents() = Some(Arc::clone(&d));
+                d
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "workflow dependencies cannot be read; none apply for now");
+                Arc::new(Dependents::default())
+            }
+        }
+    }
+
+    /// Makes a dependent start (see [`crate::dependencies`]) through the ordinary start path,
+    /// once per key. A start the workflow refuses is logged and forgotten; one the store
+    /// could not take is made again on the next start of the runtime.
+    async fn start_dependent(self, start: DependentStart) {
+        let refused = |e: &dyn std::fmt::Display| {
+            tracing::error!(key = start.key, workflow = start.workflow, error = %e, "a dependent workflow was not started");
+        };
+        let version = match versions::version_for_start(
+            &self.shared.store,
+            &start.workflow,
+            None,
+            &start.key,
+        )
+        .await
+        {
+            Ok(n) => self.version(&start.workflow, n).await,
+            Err(VersionError::Store(e)) => Err(e),
+            Err(e) => {
+                refused(&e);
+                self.forget_start(&start.key).await;
+                return;
+            }
+        };
+        let outcome = match version {
+            Ok(v) => self.start_once(v, start.input.clone(), &start.key).await,
+            Err(e) => Err(StartError::Store(e)),
+        };
+        match outcome {
+            Ok((_, true)) => {}
+            // Started before: the record is stale.
+            Ok((_, false)) => self.forget_start(&start.key).await,
+            Err(StartError::Invalid(m)) => {
+                refused(&m);
+                self.forget_start(&start.key).await;
+            }
+            Err(e) => refused(&e),
+        }
+    }
+
+    async fn forget_start(&self, key: &str) {
+        if let Err(e) = self.shared.store.drop_dependent_start(key).await {
+            tracing::warn!(key, error = %e, "a dependent start stays recorded; it is tried again on the next start");
+        }
     }
 
     /// Starts a run of `version` on `input`, which must satisfy its input_schema; with a
@@ -323,6 +404,11 @@ impl Runtime {
                     .collect::<Vec<_>>()
                     .join("\n"),
             ));
+        }
+        if let Err(e) = version.correlation_key(&input) {
+            return Err(StartError::Invalid(format!(
+                "$.correlation_key: {e}; the input must give the workflow's correlation key"
+            )));
         }
         if let Some(key) = &start_key
             && let Some(existing) = self.shared.store.execution_for_key(key).await?
@@ -640,6 +726,8 @@ struct Outcome {
     start_keys: HashMap<String, String>,
     queries: Vec<(String, oneshot::Sender<RunState>)>,
     operated: Vec<(oneshot::Sender<Option<RunStatus>>, Option<RunStatus>)>,
+    /// Runs with a correlation key that finished in this batch: (workflow, key).
+    finished: Vec<(String, String)>,
     migrations: Vec<(oneshot::Sender<MigrateOutcome>, MigrateOutcome)>,
 }
 
@@ -651,6 +739,7 @@ impl Driver {
         tasks: Vec<Task>,
     ) {
         self.redeliver(timers, tasks).await;
+        self.recover_dependencies().await;
         loop {
             let next_due = self.heap.peek().map(|Reverse((at, _))| *at);
             let first = match next_due {
@@ -797,14 +886,24 @@ impl Driver {
                     self.watchers.insert(execution_id.clone(), f);
                 }
                 let now = self.rt.shared.clock.now();
-                let cp = Checkpoint::new(&version, &execution_id, input, now);
+                let mut cp = Checkpoint::new(&version, &execution_id, input, now);
+                cp.correlation_key = version.correlation_key(&cp.input).ok().flatten();
+                let (first, failed) = self.first_event(&version, &cp).await;
+                let starts = self.rt.dependents().await.on_start(&cp);
                 self.cache.insert(execution_id.clone(), cp);
-                let event = Event::new(format!("{execution_id}/started"), EventKind::Started);
+                let event = Event::new(format!("{execution_id}/started"), first);
                 if let Some(mut commit) = self.apply(&execution_id, event, out).await {
                     commit.expected_seq = None;
                     commit.input = self.cache.get(&execution_id).map(|cp| cp.input.clone());
                     commit.start_key = start_key;
+                    commit.dependent_starts.extend(starts);
                     out.commits.push(commit);
+                }
+                if let Some(kind) = failed {
+                    let event = Event::new(format!("{execution_id}/dependency-failed"), kind);
+                    if let Some(commit) = self.apply(&execution_id, event, out).await {
+                        out.commits.push(commit);
+                    }
                 }
                 out.replies.push((reply, execution_id));
             }
@@ -1021,13 +1120,166 @@ impl Driver {
                 }
             }
         }
+        if cp.status.is_terminal() && commit.checkpoint.is_some() {
+            // It finished with this event: conditional dependents start, and blocked ones are
+            // looked at once this is durable.
+            commit
+                .dependent_starts
+                .extend(self.rt.dependents().await.on_finish(&cp));
+            if let Some(key) = &cp.correlation_key {
+                out.finished.push((cp.workflow_id.clone(), key.clone()));
+            }
+        }
         if !cp.status.is_terminal() {
             self.cache.insert(execution_id.to_owned(), cp);
         }
         Some(commit)
     }
 
+    /// How a new run begins: `Started`, or `Blocked` on the upstream runs its blocking
+    /// dependencies wait for, then (the second) `DependencyFailed` if one of them already
+    /// ended without completing.
+    async fn first_event(
+        &self,
+        version: &Version,
+        cp: &Checkpoint,
+    ) -> (EventKind, Option<EventKind>) {
+        let Some(key) = &cp.correlation_key else {
+            return (EventKind::Started, None);
+        };
+        let mut on = Vec::new();
+        let mut failed = None;
+        for dep in version.dependencies() {
+            if dep.kind != DependencyKind::Blocking {
+                continue;
+            }
+            let standing = dependencies::standing(&self.rt.shared.store, &dep.workflow, key).await;
+            let execution_id = match standing {
+                Ok(Standing::Met(_)) => continue,
+                Ok(Standing::Pending(id)) => id,
+                Ok(Standing::Failed(id, status)) => {
+                    failed.get_or_insert(EventKind::DependencyFailed {
+                        workflow: dep.workflow.clone(),
+                        execution_id: Some(id.clone()),
+                        status,
+                    });
+                    Some(id)
+                }
+                Err(e) => {
+                    // Waiting is the safe side: the run is looked at again on the next start.
+                    tracing::warn!(error = %e, "a dependency cannot be read; the run waits");
+                    None
+                }
+            };
+            on.push(Upstream {
+                workflow: dep.workflow.clone(),
+                execution_id,
+            });
+        }
+        if on.is_empty() {
+            (EventKind::Started, None)
+        } else {
+            (EventKind::Blocked { on }, failed)
+        }
+    }
+
+    /// Sends a waiting run the events its dependencies now call for: met or failed.
+    async fn recheck(&self, execution_id: &str) {
+        let cp = match self.cache.get(execution_id) {
+            Some(cp) => cp.clone(),
+            None => match self.rt.shared.store.checkpoint(execution_id).await {
+                Ok(Some(cp)) => cp,
+                _ => return,
+            },
+        };
+        let Some(key) = cp.correlation_key.as_deref() else {
+            return;
+        };
+        if cp.status != RunStatus::WaitingForDependency {
+            return;
+        }
+        for u in &cp.waiting_on {
+            let kind = match dependencies::standing(&self.rt.shared.store, &u.workflow, key).await {
+                Ok(Standing::Met(id)) => EventKind::DependencyMet {
+                    workflow: u.workflow.clone(),
+                    execution_id: id,
+                },
+                Ok(Standing::Failed(id, status)) => EventKind::DependencyFailed {
+                    workflow: u.workflow.clone(),
+                    execution_id: Some(id),
+                    status,
+                },
+                Ok(Standing::Pending(_)) => continue,
+                Err(e) => {
+                    tracing::warn!(execution_id, error = %e, "a dependency cannot be read");
+                    continue;
+                }
+            };
+            self.rt.send(Msg::Event {
+                execution_id: execution_id.to_owned(),
+                event: Event::new(format!("{execution_id}/dependency/{}", u.workflow), kind),
+                answered: None,
+            });
+        }
+    }
+
+    /// After runs with a correlation key finished: their blocked dependents for the key.
+    async fn release(&self, finished: Vec<(String, String)>) {
+        if finished.is_empty() {
+            return;
+        }
+        let dependents = self.rt.dependents().await;
+        for (workflow, key) in finished {
+            for waiting in dependents.blocked_by(&workflow) {
+                let runs = match self.rt.shared.store.correlated(waiting, &key).await {
+                    Ok(runs) => runs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "waiting runs cannot be read; they are looked at on the next start");
+                        continue;
+                    }
+                };
+                for (id, status) in runs {
+                    if status == RunStatus::WaitingForDependency {
+                        self.recheck(&id).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// On start: the dependent starts a crash left unmade, and the waiting runs whose
+    /// dependencies finished meanwhile.
+    async fn recover_dependencies(&self) {
+        match self.rt.shared.store.dependent_starts().await {
+            Ok(starts) => {
+                for s in starts {
+                    tokio::spawn(self.rt.clone().start_dependent(s));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "dependent starts cannot be read"),
+        }
+        match self
+            .rt
+            .shared
+            .store
+            .list(Some(RunStatus::WaitingForDependency), None)
+            .await
+        {
+            Ok(runs) => {
+                for r in runs {
+                    self.recheck(&r.execution_id).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "waiting runs cannot be read"),
+        }
+    }
+
     async fn finish_batch(&mut self, out: Outcome) {
+        let starts: Vec<DependentStart> = out
+            .commits
+            .iter()
+            .flat_map(|c| c.dependent_starts.iter().cloned())
+            .collect();
         let result = self.rt.shared.store.commit(merge(out.commits)).await;
         if let Err(e) = result {
             // Nothing of the batch is durable: forget what was applied in memory, tell the
@@ -1062,6 +1314,11 @@ impl Driver {
             *self.in_flight.entry(task.execution_id.clone()).or_default() += 1;
         }
         self.dispatch(out.tasks).await;
+        // Started off the driver: a start is a message the driver answers.
+        for s in starts {
+            tokio::spawn(self.rt.clone().start_dependent(s));
+        }
+        self.release(out.finished).await;
         for p in out.progress {
             if p.status.is_terminal() {
                 self.in_flight.remove(&p.execution_id);
@@ -1154,6 +1411,7 @@ fn merge(commits: Vec<Commit>) -> Vec<Commit> {
                 m.results.extend(c.results);
                 m.timers.extend(c.timers);
                 m.fired.extend(c.fired);
+                m.dependent_starts.extend(c.dependent_starts);
             }
         }
     }

@@ -19,6 +19,8 @@
 //! | `aliases` | workflow | [`Alias`] |
 //! | `tenants` | tenant | [`TenantRecord`] (the key's hash only) |
 //!
+//! The correlation index and dependent starts are described in [`crate::correlation`].
+//!
 //! The scheduler's tables are described in [`crate::schedules`].
 //!
 //! One [`Commit`] (an applied event) writes its checkpoint, history, tasks, results and timers
@@ -39,7 +41,7 @@ use tokio::sync::broadcast;
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");
+pub(crate) const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");
 const VERSION_HASHES: TableDefinition<(&str, &str), u32> = TableDefinition::new("version_hashes");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
@@ -226,6 +228,7 @@ impl LocalStore {
         tx.open_table(VERSION_STATES).map_err(backend)?;
         tx.open_table(ALIASES).map_err(backend)?;
         tx.open_table(TENANTS).map_err(backend)?;
+        crate::correlation::create_tables(&tx)?;
         crate::schedules::create_tables(&tx)?;
         tx.commit().map_err(backend)
     }
@@ -309,6 +312,7 @@ impl LocalStore {
                 }
             }
         }
+        crate::correlation::write(&tx, commits)?;
         tx.commit().map_err(backend)
     }
 

@@ -210,6 +210,18 @@ pub struct Commit {
     pub results: Vec<(String, Value)>,
     pub timers: Vec<TimerRecord>,
     pub fired: Vec<TimerRecord>,
+    /// Runs of other workflows this event starts (workflow dependencies), kept until a run
+    /// with the start's key exists, so a crash between the two starts each exactly once.
+    pub dependent_starts: Vec<DependentStart>,
+}
+
+/// A run of a dependent workflow to start, once per `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependentStart {
+    /// The start's idempotency key, derived from the upstream run's execution id.
+    pub key: String,
+    pub workflow: String,
+    pub input: Value,
 }
 
 /// A short view of an execution, for lists.
