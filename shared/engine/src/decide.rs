@@ -363,7 +363,8 @@ impl Machine<'_> {
             EventKind::DependencyMet {
                 workflow,
                 execution_id,
-            } => self.on_dependency_met(workflow, execution_id),
+                status,
+            } => self.on_dependency_met(workflow, execution_id, *status),
             EventKind::DependencyFailed {
                 workflow,
                 execution_id,
@@ -383,7 +384,7 @@ impl Machine<'_> {
             .position(|u| u.workflow == workflow)
     }
 
-    fn on_dependency_met(&mut self, workflow: &str, execution_id: &str) -> bool {
+    fn on_dependency_met(&mut self, workflow: &str, execution_id: &str, status: RunStatus) -> bool {
         let Some(k) = self.waits_for(workflow) else {
             return false;
         };
@@ -391,7 +392,7 @@ impl Machine<'_> {
         self.changes.push(Change::Dependency {
             workflow: workflow.to_owned(),
             execution_id: Some(execution_id.to_owned()),
-            status: RunStatus::Completed,
+            status,
         });
         if self.cp.waiting_on.is_empty() {
             // From here on the run is exactly as after `Started`.

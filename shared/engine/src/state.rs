@@ -513,6 +513,8 @@ pub enum EventKind {
     DependencyMet {
         workflow: String,
         execution_id: String,
+        /// How the upstream run ended: `completed` or `completed_with_errors`.
+        status: RunStatus,
     },
     /// An upstream run the run waits for ended without completing (failed, compensated or
     /// cancelled): the run ends `cancelled`, with an error naming that run and its status.

@@ -41,6 +41,7 @@ fn met(workflow: &str, execution_id: &str) -> EventKind {
     EventKind::DependencyMet {
         workflow: workflow.into(),
         execution_id: execution_id.into(),
+        status: RunStatus::CompletedWithErrors,
     }
 }
 
@@ -96,14 +97,18 @@ fn the_run_starts_as_after_started_once_every_dependency_is_met() {
             Change::Dependency {
                 workflow,
                 execution_id,
-                ..
-            } => Some((workflow.as_str(), execution_id.as_deref())),
+                status,
+            } => Some((workflow.as_str(), execution_id.as_deref(), *status)),
             _ => None,
         })
         .collect();
+    let done = RunStatus::CompletedWithErrors;
     assert_eq!(
         deps,
-        vec![("launch", Some("ex-a")), ("outreach", Some("ex-o"))]
+        vec![
+            ("launch", Some("ex-a"), done),
+            ("outreach", Some("ex-o"), done)
+        ]
     );
     assert_eq!(
         run_changes(&run),

@@ -207,8 +207,8 @@ pub(crate) fn run_output(cp: &Checkpoint) -> Value {
 /// Where a blocking dependency on `workflow` stands for a correlation key.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Standing {
-    /// A run completed.
-    Met(String),
+    /// A run completed: it, and whether with errors.
+    Met(String, RunStatus),
     /// No run finished yet: the one under way, if any.
     Pending(Option<String>),
     /// Every run ended without completing: the latest, and how it ended.
@@ -221,11 +221,11 @@ pub(crate) async fn standing(
     key: &str,
 ) -> StoreResult<Standing> {
     let runs = store.correlated(workflow, key).await?;
-    if let Some((id, _)) = runs
+    if let Some((id, status)) = runs
         .iter()
         .find(|(_, s)| matches!(s, RunStatus::Completed | RunStatus::CompletedWithErrors))
     {
-        return Ok(Standing::Met(id.clone()));
+        return Ok(Standing::Met(id.clone(), *status));
     }
     if let Some((id, _)) = runs.iter().rev().find(|(_, s)| !s.is_terminal()) {
         return Ok(Standing::Pending(Some(id.clone())));

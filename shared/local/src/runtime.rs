@@ -1155,7 +1155,7 @@ impl Driver {
             }
             let standing = dependencies::standing(&self.rt.shared.store, &dep.workflow, key).await;
             let execution_id = match standing {
-                Ok(Standing::Met(_)) => continue,
+                Ok(Standing::Met(..)) => continue,
                 Ok(Standing::Pending(id)) => id,
                 Ok(Standing::Failed(id, status)) => {
                     failed.get_or_insert(EventKind::DependencyFailed {
@@ -1200,9 +1200,10 @@ impl Driver {
         }
         for u in &cp.waiting_on {
             let kind = match dependencies::standing(&self.rt.shared.store, &u.workflow, key).await {
-                Ok(Standing::Met(id)) => EventKind::DependencyMet {
+                Ok(Standing::Met(id, status)) => EventKind::DependencyMet {
                     workflow: u.workflow.clone(),
                     execution_id: id,
+                    status,
                 },
                 Ok(Standing::Failed(id, status)) => EventKind::DependencyFailed {
                     workflow: u.workflow.clone(),
