@@ -114,22 +114,4 @@ impl LocalStore {
         })
         .await
     }
-
-    /// The ids of every workflow with a published version.
-    pub async fn workflow_ids(&self) -> StoreResult<Vec<String>> {
-        self.blocking(|db| {
-            let tx = db.begin_read().map_err(backend)?;
-            let t = tx.open_table(crate::store::VERSIONS).map_err(backend)?;
-            let mut out: Vec<String> = Vec::new();
-            for row in t.iter().map_err(backend)? {
-                let (k, _) = row.map_err(backend)?;
-                let wf = k.value().0;
-                if out.last().is_none_or(|last| last != wf) {
-                    out.push(wf.to_owned());
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
 }

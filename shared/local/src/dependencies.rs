@@ -47,7 +47,7 @@ pub enum PublishError {
 /// Refuses `def` when it closes a cycle with the latest versions of the other workflows.
 pub(crate) async fn check_cycles(store: &LocalStore, def: &Definition) -> Result<(), PublishError> {
     let mut others = Vec::new();
-    for id in store.workflow_ids().await? {
+    for id in store.workflows().await? {
         if id != def.id
             && let Some(record) = store.latest(&id).await?
         {
@@ -94,7 +94,7 @@ impl Dependents {
     pub(crate) async fn load(rt: &Runtime) -> StoreResult<Dependents> {
         let store = rt.store();
         let mut map: HashMap<String, Vec<Dependent>> = HashMap::new();
-        for id in store.workflow_ids().await? {
+        for id in store.workflows().await? {
             let alias = match current_alias(store, &id).await {
                 Ok(alias) => alias,
                 Err(e) => {

@@ -139,8 +139,9 @@ struct Shared {
     actions: HashMap<&'static str, Arc<dyn Action>>,
     outbox: Arc<dyn Outbox>,
     versions: Mutex<HashMap<(String, u32), Arc<Version>>>,
-    /// Who depends on whom, from the active versions; forgotten on publish.
-    dependents: Mutex<Option<Arc<Dependents>>>,
+    /// Who depends on whom, from the active versions, with the store's versions generation
+    /// it was read at (a publish or an alias change makes it stale).
+    dependents: Mutex<Option<(u64, Arc<Dependents>)>>,
     inbox: mpsc::UnboundedSender<Msg>,
     progress: broadcast::Sender<Progress>,
     queue: InProcessQueue,
@@ -281,26 +282,29 @@ impl Runtime {
             .store
             .publish(def, &hash, self.shared.clock.now())
             .await?;
-        *self.lock_dependents() = None;
         Ok(record)
     }
 
-    fn lock_dependents(&self) -> std::sync::MutexGuard<'_, Option<Arc<Dependents>>> {
+    fn lock_dependents(&self) -> std::sync::MutexGuard<'_, Option<(u64, Arc<Dependents>)>> {
         self.shared
             .dependents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Who depends on whom, read from the active versions once and kept until a publish.
+    /// Who depends on whom, read from the active versions and kept until a version is
+    /// published or an alias changes.
     async fn dependents(&self) -> Arc<Dependents> {
-        if let Some(d) = self.lock_dependents().as_ref() {
+        let generation = self.shared.store.versions_generation();
+        if let Some((read_at, d)) = self.lock_dependents().as_ref()
+            && *read_at == generation
+        {
             return Arc::clone(d);
         }
         match Dependents::load(self).await {
             Ok(d) => {
                 let d = Arc::new(d);
-                *self.lock_dependents() = Some(Arc::clone(&d));
+                *self.lock_dependents() = Some((generation, Arc::clone(&d)));
                 d
             }
             Err(e) => {

@@ -41,7 +41,7 @@ use tokio::sync::broadcast;
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-pub(crate) const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");
+const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("versions");
 const VERSION_HASHES: TableDefinition<(&str, &str), u32> = TableDefinition::new("version_hashes");
 const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
@@ -86,6 +86,9 @@ pub struct LocalStore {
     dir: PathBuf,
     /// Held for the life of the store: one process per data directory.
     _lock: Arc<std::fs::File>,
+    /// Bumped by every publish and alias change: what depends on the active versions (the
+    /// runtime's dependency index) knows when to read them again.
+    versions_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Told of every record put or deleted (the scheduler re-plans on event changes).
     records_tx: broadcast::Sender<RecordChange>,
 }
@@ -184,6 +187,7 @@ impl LocalStore {
             db: Arc::new(db),
             dir: dir.to_owned(),
             _lock: Arc::new(lock),
+            versions_generation: Arc::default(),
             records_tx: broadcast::channel(1024).0,
         };
         store.create_tables().map_err(|e| OpenError::Directory {
@@ -195,6 +199,17 @@ impl LocalStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Changes whenever a version is published or an alias set.
+    pub fn versions_generation(&self) -> u64 {
+        self.versions_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_versions_generation(&self) {
+        self.versions_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Tells of every record put or deleted from now on. A receiver that falls behind gets
@@ -545,6 +560,7 @@ impl VersionStore for LocalStore {
             Ok(record)
         })
         .await
+        .inspect(|_| self.bump_versions_generation())
     }
 
     async fn version(&self, workflow_id: &str, number: u32) -> StoreResult<Option<VersionRecord>> {
@@ -636,6 +652,7 @@ impl VersionStore for LocalStore {
             Ok(())
         })
         .await
+        .inspect(|()| self.bump_versions_generation())
     }
 
     async fn workflows(&self) -> StoreResult<Vec<String>> {

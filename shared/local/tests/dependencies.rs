@@ -521,3 +521,31 @@ async fn a_dependent_start_recorded_before_a_crash_is_made_once_after_the_restar
     }
     drop(host.dir);
 }
+
+#[tokio::test]
+async fn dependencies_follow_the_active_version_through_publishes_and_alias_changes() {
+    let host = Host::start().await;
+    host.publish(launch()).await;
+    host.publish(dependent(
+        "nurture",
+        false,
+        json!([{"workflow": "launch", "type": "parallel"}]),
+    ))
+    .await;
+    host.start_run("launch", json!({"event": "evt-1"}), None)
+        .await;
+    host.has_runs("nurture", 1).await;
+    // When nurture's version 2, without the dependency, becomes active by being published
+    host.publish(dependent("nurture", false, json!([]))).await;
+    host.start_run("launch", json!({"event": "evt-2"}), None)
+        .await;
+    // Then a launch starts no nurture run
+    host.has_runs("nurture", 1).await;
+    // When the alias points back at version 1, launches start nurture runs again
+    eventflow_ports::versions::set_alias(host.runtime.store(), "nurture", 1, None)
+        .await
+        .expect("alias");
+    host.start_run("launch", json!({"event": "evt-3"}), None)
+        .await;
+    host.has_runs("nurture", 2).await;
+}
