@@ -233,7 +233,7 @@ pub(crate) enum TenantCommand {
 pub(crate) enum ScheduleCommand {
     /// Stop a schedule from starting runs.
     Pause {
-        /// The schedule's id, `<workflow>/<trigger index>` (`eventflow schedules` lists them).
+        /// The schedule's id, `<workflow>.<trigger index>` (`eventflow schedules` lists them).
         #[arg(value_name = "ID")]
         id: String,
     },
@@ -273,10 +273,10 @@ mod tests {
             }
         ));
         let cli =
-            Cli::try_parse_from(["eventflow", "schedules", "pause", "nurture/0"]).expect("pause");
+            Cli::try_parse_from(["eventflow", "schedules", "pause", "nurture.0"]).expect("pause");
         assert!(matches!(
             cli.command,
-            Command::Schedules { action: Some(ScheduleCommand::Pause { id }), .. } if id == "nurture/0"
+            Command::Schedules { action: Some(ScheduleCommand::Pause { id }), .. } if id == "nurture.0"
         ));
         assert!(Cli::try_parse_from(["eventflow", "schedules", "resume"]).is_err());
     }

@@ -413,7 +413,7 @@ async fn executions_start_once_per_key_and_take_every_operator_verb() {
         "{bad}"
     );
     let (_, all) = s.get(&acme, "/v1/executions?workflow=hold").await;
-    assert_eq!(ids(&all["executions"]), [id.clone()]);
+    assert_eq!(ids(&all["executions"]), std::slice::from_ref(&id));
 
     // Get, history, filters.
     let run = s.until_status(&acme, &id, "running").await;
@@ -1122,7 +1122,7 @@ async fn a_daily_schedule_fires_at_nine_berlin_time_across_the_spring_change() {
     assert_eq!(runs["executions"].as_array().map(Vec::len), Some(3));
 
     // Paused over HTTP, it fires nothing; resumed, it skips the missed day.
-    let path = |verb: &str| format!("/v1/schedules/{}/{verb}", id.replace('/', "%2F"));
+    let path = |verb: &str| format!("/v1/schedules/{id}/{verb}");
     let (status, paused) = s.post(&acme, &path("pause"), json!({})).await;
     assert_eq!(
         (status, paused["paused"].as_bool()),

@@ -47,7 +47,7 @@ fn schedules_are_listed_paused_and_resumed_by_id() {
     // (the webhook is no schedule), active, the cron with its next slot.
     let list = listed(&data);
     let ids: Vec<&str> = list.iter().filter_map(|s| s["id"].as_str()).collect();
-    assert_eq!(ids, ["daily/0", "daily/2"]);
+    assert_eq!(ids, ["daily.0", "daily.2"]);
     assert_eq!(list[0]["kind"], "cron");
     assert_eq!(list[0]["paused"], false);
     assert!(list[0]["next_due"].is_string(), "{list:?}");
@@ -55,25 +55,25 @@ fn schedules_are_listed_paused_and_resumed_by_id() {
     let out = eventflow(&data, &["schedules"]);
     let s = text(&out.stdout);
     assert!(
-        s.contains("daily/0") && s.contains("\"0 9 * * *\" in Europe/Berlin"),
+        s.contains("daily.0") && s.contains("\"0 9 * * *\" in Europe/Berlin"),
         "{s}"
     );
 
     // When one is paused, then the list says so; resumed, it is active again.
-    let out = eventflow(&data, &["schedules", "pause", "daily/0"]);
+    let out = eventflow(&data, &["schedules", "pause", "daily.0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("daily/0 is paused"));
+    assert!(text(&out.stdout).contains("daily.0 is paused"));
     assert_eq!(listed(&data)[0]["paused"], true);
-    let out = eventflow(&data, &["schedules", "resume", "daily/0"]);
+    let out = eventflow(&data, &["schedules", "resume", "daily.0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(listed(&data)[0]["paused"], false);
 
     // When the id is unknown, then exit 1 with a sentence saying how to list them.
-    let out = eventflow(&data, &["schedules", "pause", "daily/1"]);
+    let out = eventflow(&data, &["schedules", "pause", "daily.1"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("no schedule `daily/1`") && err.contains("`eventflow schedules` lists"),
+        err.contains("no schedule `daily.1`") && err.contains("`eventflow schedules` lists"),
         "{err}"
     );
 }

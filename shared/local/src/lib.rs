@@ -8,12 +8,15 @@
 //! - [`queue`]: the in-process task queue the worker pool reads.
 //! - [`runtime`]: the loop that applies events with the pure engine, group-commits them, and
 //!   hands tasks to a worker pool and timers to a timer wheel.
+//! - [`plane`]: the API's operations on this host, one store, runtime and scheduler per
+//!   tenant (what `eventflow serve` serves).
 //! - [`scheduler`]: starts workflows from their cron, rate and event-relative triggers; its
 //!   tables live in `schedules`.
 
 mod correlation;
 pub mod dependencies;
 pub mod outbox;
+pub mod plane;
 pub mod queue;
 pub mod runtime;
 pub mod scheduler;

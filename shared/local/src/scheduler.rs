@@ -7,7 +7,7 @@
 //!
 //! - [`Scheduler::sync`] reconciles the stored schedules with the triggers of each workflow's
 //!   active version (one schedule per cron, rate or event-relative trigger, id
-//!   `<workflow>/<trigger index>`), and plans the event-relative runs of every record of the
+//!   `<workflow>.<trigger index>`), and plans the event-relative runs of every record of the
 //!   [`EVENTS`] collection.
 //! - [`Scheduler::tick`] starts what is due, each slot through [`Workflows::start`] with an
 //!   idempotency key made of the schedule id and the slot's instant, and only then records
@@ -563,7 +563,7 @@ pub async fn sync_store(store: &LocalStore, now: Timestamp) -> Result<SyncReport
             if ScheduleKind::of(&trigger).is_none() {
                 continue;
             }
-            let id = format!("{workflow}/{index}");
+            let id = format!("{workflow}.{index}");
             let schedule = match stored.get(&id) {
                 Some(s) if s.trigger == trigger => s.clone(),
                 _ => match new_schedule(&id, &workflow, trigger, now) {

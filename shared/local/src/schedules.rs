@@ -2,7 +2,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `schedules` | schedule id (`<workflow>/<trigger index>`) | the engine's [`Schedule`] |
+//! | `schedules` | schedule id (`<workflow>.<trigger index>`) | the engine's [`Schedule`] |
 //! | `planned_runs` | (schedule id, [`PlannedRun::key`]) | [`PlannedEntry`] |
 //! | `planned_due` | (fire_at ms, schedule id, run key) | nothing: the due-time index |
 //!

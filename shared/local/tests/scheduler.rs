@@ -148,7 +148,7 @@ async fn a_daily_berlin_cron_fires_at_nine_local_across_the_spring_change_once_a
     .await;
     let list = host.scheduler.list().await.expect("list");
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0].id, "nurture-daily/0");
+    assert_eq!(list[0].id, "nurture-daily.0");
     assert_eq!(list[0].kind, ScheduleKind::Cron);
     assert_eq!(list[0].next_due, Some(t("2026-03-28T08:00:00Z")));
 
@@ -197,7 +197,7 @@ async fn an_event_date_change_re_plans_its_reminders() {
     // When the event record is put, then three runs are planned at 09:00 Berlin (07:00Z).
     host.put_event("evt-1", event.clone()).await;
     assert_eq!(
-        host.planned("nurture/0").await,
+        host.planned("nurture.0").await,
         [
             ("evt-1/starts_at-14d".to_owned(), t("2026-06-06T07:00:00Z")),
             ("evt-1/starts_at-7d".to_owned(), t("2026-06-13T07:00:00Z")),
@@ -210,7 +210,7 @@ async fn an_event_date_change_re_plans_its_reminders() {
     moved["starts_at"] = json!("2026-06-27T09:00:00+02:00");
     host.put_event("evt-1", moved).await;
     assert_eq!(
-        host.planned("nurture/0").await,
+        host.planned("nurture.0").await,
         [
             ("evt-1/starts_at-14d".to_owned(), t("2026-06-13T07:00:00Z")),
             ("evt-1/starts_at-7d".to_owned(), t("2026-06-20T07:00:00Z")),
@@ -234,7 +234,7 @@ async fn an_event_date_change_re_plans_its_reminders() {
     assert_eq!(input["organizer"]["name"], "Ada");
     assert!(host.tick("2026-06-13T07:00:00Z").await.started.is_empty());
     assert_eq!(host.runs("nurture").await.len(), 1);
-    assert_eq!(host.planned("nurture/0").await.len(), 2);
+    assert_eq!(host.planned("nurture.0").await.len(), 2);
 
     // When the event is deleted, then its remaining runs are cancelled.
     host.runtime
@@ -246,7 +246,7 @@ async fn an_event_date_change_re_plans_its_reminders() {
         .event_changed("evt-1", None)
         .await
         .expect("re-plan");
-    assert!(host.planned("nurture/0").await.is_empty());
+    assert!(host.planned("nurture.0").await.is_empty());
     assert!(host.tick("2026-06-26T07:00:00Z").await.started.is_empty());
     assert_eq!(host.runs("nurture").await.len(), 1);
 }
@@ -260,7 +260,7 @@ async fn a_paused_schedule_fires_nothing_and_resumes_without_catching_up() {
         json!([{"type": "cron", "expression": "0 9 * * *"}]),
     )
     .await;
-    let paused = host.scheduler.pause("daily/0").await.expect("pause");
+    let paused = host.scheduler.pause("daily.0").await.expect("pause");
     assert!(paused.paused);
 
     // When two slots pass, then nothing starts.
@@ -269,7 +269,7 @@ async fn a_paused_schedule_fires_nothing_and_resumes_without_catching_up() {
 
     // When it is resumed after them, then the missed slots are dropped, not caught up.
     host.clock.set("2026-01-03T10:00:00Z");
-    let resumed = host.scheduler.resume("daily/0").await.expect("resume");
+    let resumed = host.scheduler.resume("daily.0").await.expect("resume");
     assert!(!resumed.paused);
     assert_eq!(resumed.next_due, Some(t("2026-01-04T09:00:00Z")));
     assert!(host.tick("2026-01-03T10:00:00Z").await.started.is_empty());
@@ -280,7 +280,7 @@ async fn a_paused_schedule_fires_nothing_and_resumes_without_catching_up() {
     assert_eq!(host.runs("daily").await.len(), 1);
 
     // And an unknown id is refused with a sentence that says how to find the right one.
-    let err = host.scheduler.pause("daily/7").await.expect_err("unknown");
+    let err = host.scheduler.pause("daily.7").await.expect_err("unknown");
     assert!(
         matches!(err, SchedulerError::UnknownSchedule { .. }),
         "{err}"
@@ -306,13 +306,13 @@ async fn a_paused_event_schedule_drops_the_reminders_it_missed() {
         json!({"id": "evt-2", "starts_at": "2026-06-20T00:00:00Z"}),
     )
     .await;
-    host.scheduler.pause("nurture/0").await.expect("pause");
+    host.scheduler.pause("nurture.0").await.expect("pause");
 
     // When the first reminder's instant passes, then nothing starts; after resuming, the
     // missed reminder is gone and the next one fires.
     assert!(host.tick("2026-06-13T00:00:00Z").await.started.is_empty());
     host.clock.set("2026-06-14T00:00:00Z");
-    let resumed = host.scheduler.resume("nurture/0").await.expect("resume");
+    let resumed = host.scheduler.resume("nurture.0").await.expect("resume");
     assert_eq!(resumed.planned.len(), 1);
     assert!(host.tick("2026-06-14T00:00:00Z").await.started.is_empty());
     assert_eq!(host.tick("2026-06-19T00:00:00Z").await.started.len(), 1);
@@ -348,7 +348,7 @@ async fn a_slot_starts_one_run_however_often_it_is_ticked() {
         &host.runtime,
         "often",
         &json!({}),
-        "schedule/often/0@2026-01-01T01:30:00.000Z",
+        "schedule/often.0@2026-01-01T01:30:00.000Z",
     )
     .await
     .expect("start");
@@ -367,13 +367,13 @@ async fn schedules_follow_the_active_version() {
     let relative = json!({"type": "event_relative", "field": "ends_at", "offsets": ["+1d"]});
     host.publish("w", json!([cron.clone(), relative.clone()]))
         .await;
-    host.scheduler.pause("w/0").await.expect("pause");
+    host.scheduler.pause("w.0").await.expect("pause");
     host.put_event(
         "evt-3",
         json!({"id": "evt-3", "ends_at": "2026-06-01T18:00:00Z"}),
     )
     .await;
-    assert_eq!(host.planned("w/1").await.len(), 1);
+    assert_eq!(host.planned("w.1").await.len(), 1);
 
     // When version 2 keeps the cron and adds a rate, then the cron keeps its pause.
     let rate = json!({"type": "rate", "every": "1h"});
@@ -381,7 +381,7 @@ async fn schedules_follow_the_active_version() {
         .await;
     let list = host.scheduler.list().await.expect("list");
     let ids: Vec<&str> = list.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(ids, ["w/0", "w/1", "w/2"]);
+    assert_eq!(ids, ["w.0", "w.1", "w.2"]);
     assert!(list[0].paused);
     assert_eq!(list[1].kind, ScheduleKind::Rate);
     assert_eq!(list[2].planned.len(), 1);
@@ -418,7 +418,7 @@ async fn the_loop_re_plans_written_events_and_stops_when_told() {
         .expect("put");
     let mut planned = Vec::new();
     for _ in 0..200 {
-        planned = host.planned("followup/0").await;
+        planned = host.planned("followup.0").await;
         if !planned.is_empty() {
             break;
         }
