@@ -4,7 +4,7 @@
 //! Every check that can refuse a request (the definition, the input, the data directory) runs
 //! before anything is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +18,7 @@ use eventflow_engine::{
     StepStatus, Version,
 };
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
+use eventflow_local::plane::execution_json;
 use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
 use eventflow_local::{LocalStore, OpenError};
 use eventflow_ports::versions::{self as lifecycle, VersionError};
@@ -25,7 +26,7 @@ use eventflow_ports::{
     Canary, ExecutionStore, StoreError, TenantRecord, TenantStore, VersionState, VersionStore,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::load::{Loaded, load, read_from_disk, unreadable_message};
@@ -594,47 +595,6 @@ fn human(d: chrono::TimeDelta) -> String {
         7200..=172_799 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86_400),
     }
-}
-
-/// The execution as `--json` and `status --json` print it.
-fn execution_json(cp: &Checkpoint, history: &[HistoryEntry]) -> Value {
-    let steps: BTreeMap<&str, Value> = cp
-        .steps
-        .iter()
-        .map(|s| {
-            let attempts = s.fan.as_ref().map_or(s.attempt, |f| f.next + f.retries);
-            (
-                s.id.as_str(),
-                json!({
-                    "status": s.status,
-                    "attempts": attempts,
-                    "retries": s.retries + s.fan.as_ref().map_or(0, |f| f.retries),
-                    "output": s.output,
-                    "error": s.error,
-                    "started_at": s.started_at,
-                    "finished_at": s.finished_at,
-                    "for_each": s.fan.as_ref().map(|f| json!({
-                        "total": f.total, "succeeded": f.succeeded, "failed": f.failed,
-                        "failures": f.failures,
-                    })),
-                    "compensation": s.compensation,
-                }),
-            )
-        })
-        .collect();
-    json!({
-        "id": cp.execution_id,
-        "workflow": cp.workflow_id,
-        "version": cp.version,
-        "status": cp.status,
-        "input": cp.input,
-        "created_at": cp.created_at,
-        "updated_at": cp.updated_at,
-        "error": cp.error,
-        "compensation_error": cp.compensation_error,
-        "steps": steps,
-        "history": history,
-    })
 }
 
 async fn checkpoint_of(store: &LocalStore, id: &str) -> Result<Checkpoint, Refusal> {

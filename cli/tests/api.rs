@@ -1227,3 +1227,165 @@ async fn changing_an_events_dates_replans_its_nurture_reminders() {
         .expect("tick");
     assert_eq!(report.started.len(), 1, "{report:?}");
 }
+
+/// One step that writes a record at once, with a correlation key and these dependencies.
+fn follower(id: &str, dependencies: Value) -> Value {
+    json!({
+        "id": id, "name": id, "kind": "custom",
+        "correlation_key": "${input.event_id}",
+        "dependencies": dependencies,
+        "steps": [
+            {"id": "write", "action": "records.put",
+             "input": {"collection": id, "key": "${input.event_id}", "record": {"done": true}}}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn each_kind_of_workflow_dependency_over_http() {
+    let s = server().await;
+    let acme = s.tenant("acme").await;
+    // The launch writes a record and then waits for an operator on a failing step.
+    let mut launch = stuck("launch");
+    launch["correlation_key"] = json!("${input.event_id}");
+    launch["steps"][0]["input"]["key"] = json!("${input.event_id}");
+    let (status, e) = s.post(&acme, "/v1/workflows", launch).await;
+    assert_eq!(status, 201, "{e}");
+    for (id, deps) in [
+        (
+            "followup",
+            json!([{"workflow": "launch", "type": "blocking"}]),
+        ),
+        (
+            "nurture",
+            json!([{"workflow": "launch", "type": "parallel"}]),
+        ),
+        (
+            "thanks",
+            json!([{"workflow": "launch", "type": "conditional",
+                           "when": "output.write.key == 'big-one'"}]),
+        ),
+    ] {
+        let (status, e) = s.post(&acme, "/v1/workflows", follower(id, deps)).await;
+        assert_eq!(status, 201, "{e}");
+    }
+    let start = async |wf: &str, event: &str| {
+        let body =
+            json!({"input": {"event_id": event}, "idempotency_key": format!("{wf}-{event}")});
+        s.post(&acme, &format!("/v1/workflows/{wf}/executions"), body)
+            .await
+    };
+    let runs_of = async |wf: &str| s.get(&acme, &format!("/v1/executions?workflow={wf}")).await;
+
+    // Parallel: starting the launch starts the nurture, once, even when started twice.
+    let (_, a) = start("launch", "big-one").await;
+    let a = a["execution_id"].as_str().expect("id").to_owned();
+    start("launch", "big-one").await;
+    s.until_status(&acme, &a, "paused").await;
+    let mut nurture = Value::Null;
+    for _ in 0..100 {
+        nurture = runs_of("nurture").await.1;
+        if nurture["executions"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        nurture["executions"].as_array().map(Vec::len),
+        Some(1),
+        "{nurture}"
+    );
+
+    // Blocking: the follow-up for the same event waits, visibly, on the launch's run.
+    let (status, b) = start("followup", "big-one").await;
+    assert_eq!(status, 201, "{b}");
+    let b = b["execution_id"].as_str().expect("id").to_owned();
+    let waiting = s.until_status(&acme, &b, "waiting_for_dependency").await;
+    assert_eq!(waiting["correlation_key"], "big-one");
+    assert_eq!(
+        waiting["waiting_on"][0]["workflow"], "launch",
+        "{waiting:#}"
+    );
+    assert_eq!(waiting["waiting_on"][0]["execution_id"], a.as_str());
+    assert_eq!(waiting["steps"]["write"]["status"], "pending");
+
+    // The launch completes (its failing step skipped by an operator): the follow-up runs,
+    // and the conditional thank-you starts because the condition over its output holds.
+    let (status, _) = s
+        .post(
+            &acme,
+            &format!("/v1/executions/{a}/skip"),
+            json!({"step": "boom"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.until_status(&acme, &a, "completed").await;
+    s.until_status(&acme, &b, "completed").await;
+    let mut thanks = Value::Null;
+    for _ in 0..100 {
+        thanks = runs_of("thanks").await.1;
+        if thanks["executions"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        thanks["executions"].as_array().map(Vec::len),
+        Some(1),
+        "{thanks}"
+    );
+
+    // Another event whose launch is cancelled: its waiting follow-up ends cancelled, and the
+    // condition (another event id) starts no thank-you.
+    let (_, a2) = start("launch", "small-one").await;
+    let a2 = a2["execution_id"].as_str().expect("id").to_owned();
+    s.until_status(&acme, &a2, "paused").await;
+    let (_, b2) = start("followup", "small-one").await;
+    let b2 = b2["execution_id"].as_str().expect("id").to_owned();
+    s.until_status(&acme, &b2, "waiting_for_dependency").await;
+    s.post(
+        &acme,
+        &format!("/v1/executions/{a2}/skip"),
+        json!({"step": "boom"}),
+    )
+    .await;
+    s.until_status(&acme, &a2, "completed").await;
+    s.until_status(&acme, &b2, "completed").await;
+    let (_, thanks) = runs_of("thanks").await;
+    assert_eq!(
+        thanks["executions"].as_array().map(Vec::len),
+        Some(1),
+        "a false condition starts nothing"
+    );
+    let (_, a3) = start("launch", "cancelled-one").await;
+    let a3 = a3["execution_id"].as_str().expect("id").to_owned();
+    s.until_status(&acme, &a3, "paused").await;
+    let (_, b3) = start("followup", "cancelled-one").await;
+    let b3 = b3["execution_id"].as_str().expect("id").to_owned();
+    s.until_status(&acme, &b3, "waiting_for_dependency").await;
+    s.post(&acme, &format!("/v1/executions/{a3}/cancel"), json!({}))
+        .await;
+    let ended = s.until_status(&acme, &b3, "cancelled").await;
+    assert!(ended["error"].to_string().contains(&a3), "{ended:#}");
+
+    // A cycle is refused at publish, naming it, and nothing is written.
+    let mut looped = stuck("launch");
+    looped["correlation_key"] = json!("${input.event_id}");
+    looped["dependencies"] = json!([{"workflow": "followup", "type": "blocking"}]);
+    let (status, refused) = s.post(&acme, "/v1/workflows/launch/versions", looped).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("launch → followup → launch")),
+        "{refused}"
+    );
+    let (_, versions) = s.get(&acme, "/v1/workflows/launch/versions").await;
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
+}

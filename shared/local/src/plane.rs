@@ -235,6 +235,8 @@ pub fn execution_json(cp: &Checkpoint, history: &[HistoryEntry]) -> Value {
         "workflow": cp.workflow_id,
         "version": cp.version,
         "status": cp.status,
+        "correlation_key": cp.correlation_key,
+        "waiting_on": cp.waiting_on,
         "input": cp.input,
         "created_at": cp.created_at,
         "updated_at": cp.updated_at,
