@@ -142,7 +142,9 @@ fn describe(trigger: &Trigger) -> String {
             time_zone.as_deref().unwrap_or("UTC")
         ),
         Trigger::Rate { every, .. } => format!("every {every}"),
-        Trigger::EventRelative { field, offsets, at } => {
+        Trigger::EventRelative {
+            field, offsets, at, ..
+        } => {
             let offsets: Vec<String> = offsets.iter().map(ToString::to_string).collect();
             let at = at
                 .as_deref()

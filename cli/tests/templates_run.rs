@@ -295,6 +295,44 @@ fn event_launch_completes_on_the_example_input_after_one_retry() {
 }
 
 #[test]
+fn the_event_record_a_launch_writes_feeds_the_scheduled_nurture_and_follow_up() {
+    // Given the event record as the launch leaves it (created, then registration opened)
+    let sim = Sim::new(
+        "event-launch.json",
+        example("event-launch.input.json"),
+        "2026-05-04T08:00:00Z",
+    )
+    .run();
+    let mut record = sim.calls_of("create_event")[0].input["record"].clone();
+    let changes = sim.calls_of("open_registration")[0].input["changes"].clone();
+    for (k, v) in changes.as_object().expect("changes") {
+        record[k] = v.clone();
+    }
+    // When the nurture's and the follow-up's event-relative triggers build their input from it
+    for name in ["attendee-nurture.json", "post-event-followup.json"] {
+        let version = template(name);
+        let trigger = version
+            .definition()
+            .triggers
+            .iter()
+            .find(|t| matches!(t, eventflow_engine::Trigger::EventRelative { .. }))
+            .expect("an event-relative trigger");
+        let input =
+            eventflow_engine::schedule::event_input(trigger, &record, at("2027-04-01T07:00:00Z"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Then the workflow accepts it
+        if let Err(p) = version.check_input(&input) {
+            panic!("{name} refuses the input its trigger makes: {p:#?}\n{input:#}");
+        }
+        assert_eq!(
+            input["attendees"].as_array().map(Vec::len),
+            Some(4),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn event_launch_rolls_back_everything_when_told_to_fail_after_the_announcements() {
     let sim = Sim::new(
         "event-launch.json",

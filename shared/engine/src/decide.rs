@@ -259,6 +259,7 @@ impl Machine<'_> {
             iteration: self.cs(i).repeat.as_ref().map(|_| st.iteration),
             result,
             output: None,
+            event: None,
             now,
         };
         t.eval(&scope).map_err(|e| self.expression_error(t, e))

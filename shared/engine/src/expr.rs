@@ -36,6 +36,8 @@ pub enum Var {
     Now,
     /// A finished run's output, in a workflow dependency's `when` and `input`.
     Output,
+    /// The event record, in an event-relative trigger's `input`.
+    Event,
 }
 
 impl Var {
@@ -48,6 +50,7 @@ impl Var {
             Var::Result => "result",
             Var::Now => "now",
             Var::Output => "output",
+            Var::Event => "event",
         }
     }
 
@@ -60,6 +63,7 @@ impl Var {
             "result" => Var::Result,
             "now" => Var::Now,
             "output" => Var::Output,
+            "event" => Var::Event,
             _ => return None,
         })
     }
@@ -201,6 +205,7 @@ impl Expr {
                 Var::Iteration => scope.iteration.map(|i| cel::Value::Int(i64::from(i))),
                 Var::Now => Some(cel::Value::Timestamp(scope.now.fixed_offset())),
                 Var::Output => scope.output.map(|v| to_cel(&prune(v, paths))),
+                Var::Event => scope.event.map(|v| to_cel(&prune(v, paths))),
             };
             if let Some(value) = value {
                 ctx.add_variable_from_value(var.name(), value);
@@ -252,6 +257,8 @@ pub struct Scope<'a> {
     pub result: Option<&'a Value>,
     /// A finished run's output (workflow dependencies only).
     pub output: Option<&'a Value>,
+    /// The event record (event-relative triggers only).
+    pub event: Option<&'a Value>,
     pub now: DateTime<Utc>,
 }
 
@@ -275,6 +282,7 @@ impl<'a> Scope<'a> {
             iteration: None,
             result: None,
             output: None,
+            event: None,
             now,
         }
     }

@@ -328,6 +328,11 @@ pub enum Trigger {
         /// Local wall-clock time `HH:MM` in the event's time zone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
+        /// The input of each run it starts: a template over the event record, read as
+        /// `event` (e.g. `{"event": "${event}", "attendees": "${event.attendees}"}`). Without
+        /// it, the record's fields, with the whole record under `event`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
     },
     /// A signed webhook, `POST /hooks/{name}`.
     Webhook { name: String },

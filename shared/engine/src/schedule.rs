@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::duration::Offset;
+use crate::expr::{NoSteps, Scope, Template};
 use crate::model::Trigger;
 use crate::state::Timestamp;
 use crate::time::{parse_instant, shift};
@@ -60,6 +61,8 @@ pub enum ScheduleError {
     },
     #[error("a {kind} trigger is not a time schedule")]
     NotTimed { kind: &'static str },
+    #[error("input{path}: {reason}")]
+    BadInput { path: String, reason: String },
 }
 
 /// A cron or rate schedule of one workflow, as the host stores it between calls.
@@ -387,7 +390,10 @@ pub fn plan_event(
     event: &Value,
     now: Timestamp,
 ) -> Result<Vec<PlannedRun>, ScheduleError> {
-    let Trigger::EventRelative { field, offsets, at } = trigger else {
+    let Trigger::EventRelative {
+        field, offsets, at, ..
+    } = trigger
+    else {
         return Err(ScheduleError::NotTimed {
             kind: kind(trigger),
         });
@@ -446,6 +452,44 @@ pub fn plan_event(
     }
     runs.sort_by(|a, b| a.fire_at.cmp(&b.fire_at).then(a.key.cmp(&b.key)));
     Ok(runs)
+}
+
+/// The input of a run an event-relative trigger starts for `event` (the record): its `input`
+/// template evaluated with the record as `event`, or without one, the record's fields with the
+/// whole record under `event`.
+pub fn event_input(
+    trigger: &Trigger,
+    event: &Value,
+    now: Timestamp,
+) -> Result<Value, ScheduleError> {
+    let Trigger::EventRelative { input, .. } = trigger else {
+        return Err(ScheduleError::NotTimed {
+            kind: kind(trigger),
+        });
+    };
+    let Some(template) = input else {
+        let mut fields = match event {
+            Value::Object(fields) => fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        fields.insert("event".to_owned(), event.clone());
+        return Ok(Value::Object(fields));
+    };
+    let template = Template::compile(template).map_err(|errors| {
+        let first = errors.into_iter().next();
+        ScheduleError::BadInput {
+            path: first.as_ref().map(|e| e.path.clone()).unwrap_or_default(),
+            reason: first.map(|e| e.error).unwrap_or_default(),
+        }
+    })?;
+    let scope = Scope {
+        event: Some(event),
+        ..Scope::new(&Value::Null, &NoSteps, now)
+    };
+    template.eval(&scope).map_err(|e| ScheduleError::BadInput {
+        path: String::new(),
+        reason: e.to_string(),
+    })
 }
 
 /// Compares the pending runs of an event (`old`, those planned and not yet fired) with a fresh

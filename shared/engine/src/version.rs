@@ -676,7 +676,31 @@ impl<'a> Compiler<'a> {
                         );
                     }
                 }
-                Trigger::EventRelative { field, offsets, at } => {
+                Trigger::EventRelative {
+                    field,
+                    offsets,
+                    at,
+                    input,
+                } => {
+                    if let Some(value) = input {
+                        match Template::compile(value) {
+                            Ok(t) => {
+                                for (suffix, e) in t.exprs() {
+                                    self.only_reads(
+                                        e,
+                                        &format!("{path}.input{suffix}"),
+                                        &[Var::Event],
+                                        "an event-relative trigger's input",
+                                    );
+                                }
+                            }
+                            Err(errors) => {
+                                for e in errors {
+                                    self.problem(format!("{path}.input{}", e.path), e.error);
+                                }
+                            }
+                        }
+                    }
                     if !matches!(field.as_str(), "starts_at" | "ends_at") {
                         self.problem(
                             format!("{path}.field"),
@@ -1442,7 +1466,7 @@ impl<'a> Compiler<'a> {
                 Var::Item | Var::Index => ctx.for_each && extra.contains(var),
                 Var::Iteration => ctx.repeat && extra.contains(var),
                 Var::Result => extra.contains(var),
-                Var::Output => false,
+                Var::Output | Var::Event => false,
             };
             if !allowed {
                 let hint = match var {
@@ -1452,6 +1476,7 @@ impl<'a> Compiler<'a> {
                     Var::Iteration => "only in a step with a loop",
                     Var::Result => "only in a step's output shaping",
                     Var::Output => "only in a workflow dependency's `when` and `input`",
+                    Var::Event => "only in an event-relative trigger's `input`",
                     _ => "",
                 };
                 self.problem(

@@ -574,3 +574,30 @@ fn errors_name_the_field() {
         assert!(message.contains(expected), "{message:?} lacks {expected:?}");
     }
 }
+
+#[test]
+fn an_event_relative_run_gets_its_input_from_the_event_record() {
+    // Given an event record with attendees
+    let record = json!({"id": "evt-1", "name": "Rust Berlin", "page_url": "https://x.example/e",
+                        "attendees": [{"email": "a@x.example", "name": "A"}]});
+    let now = t("2026-03-19T08:00:00Z");
+    // When the trigger has an input template, then it is evaluated over `event`
+    let templated = trigger(json!({"type": "event_relative", "field": "starts_at",
+        "offsets": ["-1d"], "input": {
+            "event": "${event}",
+            "people": "${event.attendees.map(a, a.email)}",
+            "survey": {"url": "${event.page_url + '/survey'}"}}}));
+    let input = schedule::event_input(&templated, &record, now).expect("input");
+    assert_eq!(input["event"], record);
+    assert_eq!(input["people"], json!(["a@x.example"]));
+    assert_eq!(input["survey"]["url"], "https://x.example/e/survey");
+    // And without one, the record's fields with the record under `event`
+    let input = schedule::event_input(&before_start(), &record, now).expect("input");
+    assert_eq!(input["name"], "Rust Berlin");
+    assert_eq!(input["event"]["id"], "evt-1");
+    // And a template that fails on this record says where
+    let failing = trigger(json!({"type": "event_relative", "field": "starts_at",
+        "offsets": ["-1d"], "input": {"n": "${event.missing.deeper}"}}));
+    let e = schedule::event_input(&failing, &record, now).expect_err("fails");
+    assert!(e.to_string().starts_with("input"), "{e}");
+}

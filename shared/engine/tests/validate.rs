@@ -261,6 +261,26 @@ fn triggers_are_checked() {
 }
 
 #[test]
+fn an_event_relative_input_reads_only_the_event() {
+    let p = problems(json!({"id": "t", "name": "x", "kind": "attendee_nurture",
+        "triggers": [
+            {"type": "event_relative", "field": "starts_at", "offsets": ["-1d"],
+             "input": {"event": "${event}", "who": "${input.attendees}"}},
+            {"type": "event_relative", "field": "starts_at", "offsets": ["-1d"],
+             "input": {"bad": "${event.}"}}
+        ],
+        "steps": [{"id": "a", "action": "act"}]}));
+    assert!(
+        find(&p, "$.triggers[0].input.who")
+            .message
+            .contains("reads only event"),
+        "{p:#?}"
+    );
+    find(&p, "$.triggers[1].input.bad");
+    assert_eq!(p.len(), 2, "{p:#?}");
+}
+
+#[test]
 fn a_run_input_is_checked_against_input_schema() {
     let v = version(json!({"id": "t", "name": "x", "kind": "event_launch",
         "input_schema": {"type": "object", "required": ["event"],

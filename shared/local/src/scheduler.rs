@@ -33,7 +33,7 @@ use eventflow_engine::{Timestamp, Trigger};
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{ActionError, Clock, RecordStore, StoreError, VersionStore, Workflows};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -389,7 +389,28 @@ impl Scheduler {
             entry.run.key,
             instant(entry.run.fire_at)
         );
-        let input = event_input(&record);
+        let input = match store.schedule(&entry.schedule_id).await? {
+            Some(schedule) => schedule::event_input(&schedule.trigger, &record, entry.run.fire_at),
+            None => {
+                // The schedule is gone (its trigger dropped, not yet re-planned).
+                store.change_plan(&entry.schedule_id, done).await?;
+                return Ok(false);
+            }
+        };
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                tracing::warn!(schedule = %entry.schedule_id, run = %entry.run.key, error = %e, "a planned run's input cannot be made");
+                report.failed.push(Failed {
+                    schedule_id: entry.schedule_id.clone(),
+                    slot: Some(entry.run.fire_at),
+                    planned: Some(entry.run.key.clone()),
+                    error: ActionError::terminal("InvalidInput", e.to_string()),
+                });
+                store.change_plan(&entry.schedule_id, done).await?;
+                return Ok(true);
+            }
+        };
         match Workflows::start(&self.runtime, &entry.workflow_id, &input, &key).await {
             Ok(execution_id) => report.started.push(Started {
                 schedule_id: entry.schedule_id.clone(),
@@ -803,16 +824,6 @@ pub async fn resume(
     }
     store.save_schedules(vec![s.clone()], Vec::new()).await?;
     view_of(store, s).await
-}
-
-/// The input of an event-relative run: the record's fields, and the record under `event`.
-fn event_input(record: &Value) -> Value {
-    let mut input = match record {
-        Value::Object(fields) => fields.clone(),
-        _ => Map::new(),
-    };
-    input.insert("event".to_owned(), record.clone());
-    Value::Object(input)
 }
 
 /// An instant as written in idempotency keys: RFC 3339, UTC, milliseconds.
