@@ -92,6 +92,14 @@ pub(crate) enum Command {
     },
     /// List the messages sent (emails and notifications, as .eml files in the data directory).
     Outbox,
+    /// Publish definition files as new versions (a file whose content is published already
+    /// gives its existing version). Nothing is published unless every file is valid.
+    Publish {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// List the published workflows, their latest version and where new starts go.
+    Workflows,
     /// List a workflow's published versions, their state, and the alias.
     Versions {
         #[arg(value_name = "WORKFLOW")]

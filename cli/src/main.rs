@@ -75,6 +75,8 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
             }
             Command::Resume { follow } => runner::resume(dir, *follow).await,
             Command::Outbox => runner::outbox(dir),
+            Command::Publish { files } => runner::publish(dir, files).await,
+            Command::Workflows => runner::workflows(dir).await,
             Command::Versions { workflow } => runner::versions(dir, workflow).await,
             Command::Alias {
                 workflow,

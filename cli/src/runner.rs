@@ -19,7 +19,9 @@ use eventflow_engine::{
 };
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
 use eventflow_local::plane::execution_json;
-use eventflow_local::runtime::{Progress, RunState, Runtime, RuntimeConfig, SystemClock};
+use eventflow_local::runtime::{
+    Progress, PublishError, RunState, Runtime, RuntimeConfig, SystemClock,
+};
 use eventflow_local::{LocalStore, OpenError};
 use eventflow_ports::versions::{self as lifecycle, VersionError};
 use eventflow_ports::{
@@ -154,6 +156,75 @@ fn published_id(data_dir: &Path, workflow: &Path) -> Option<String> {
         .then(|| id.to_owned())
 }
 
+/// A cycle is the definition's fault (exit 1); a store that fails is not (exit 2).
+fn publish_refused(e: PublishError) -> Refusal {
+    match e {
+        PublishError::Cycle { .. } => Refusal::invalid(format!("eventflow: {e}")),
+        PublishError::Store(e) => Refusal::io(format!("eventflow: {e}")),
+    }
+}
+
+/// Publishes definition files as new versions (once per content); nothing is published
+/// unless every file is valid.
+pub(crate) async fn publish(data_dir: &Path, files: &[std::path::PathBuf]) -> Outcome {
+    let defs = files
+        .iter()
+        .map(|f| load_definition(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rt = runtime(open_store(data_dir)?).await?;
+    for def in &defs {
+        let before = rt
+            .store()
+            .latest(&def.id)
+            .await
+            .map_err(|e| Refusal::io(format!("eventflow: {e}")))?
+            .map(|v| v.number);
+        let record = match rt.publish(def).await {
+            Ok(r) => r,
+            Err(e) => {
+                rt.stop();
+                return Err(publish_refused(e));
+            }
+        };
+        let what = if before.is_none_or(|n| record.number > n) {
+            "published"
+        } else {
+            "unchanged"
+        };
+        println!("{} v{}: {what}", record.workflow_id, record.number);
+    }
+    rt.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists the published workflows: latest version and where new starts go.
+pub(crate) async fn workflows(data_dir: &Path) -> Outcome {
+    let store = existing_store(data_dir)?;
+    let ids = store
+        .workflows()
+        .await
+        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    for id in ids {
+        let latest = store
+            .latest(&id)
+            .await
+            .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+        let alias = lifecycle::current_alias(&store, &id)
+            .await
+            .map_err(refused)?;
+        let Some(latest) = latest else { continue };
+        let canary = alias
+            .canary
+            .map(|c| format!(", v{} takes {}%", c.version, c.weight))
+            .unwrap_or_default();
+        println!(
+            "{id:<28} latest v{:<4} new starts v{}{canary}  {}",
+            latest.number, alias.active, latest.definition.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Every valid definition beside `file` (so `workflow.start` finds its targets).
 fn siblings(file: &Path) -> Vec<Definition> {
     let dir = file
@@ -251,15 +322,10 @@ pub(crate) async fn run(
     let rt = runtime(store).await?;
     if published.is_none() {
         for sibling in siblings(workflow) {
-            rt.publish(&sibling)
-                .await
-                .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+            rt.publish(&sibling).await.map_err(publish_refused)?;
         }
     }
-    let record = rt
-        .publish(&def)
-        .await
-        .map_err(|e| Refusal::io(format!("eventflow: {e}")))?;
+    let record = rt.publish(&def).await.map_err(publish_refused)?;
     // A deprecated or retired version starts nothing new, even from its file.
     lifecycle::version_for_start(rt.store(), &record.workflow_id, Some(record.number), "")
         .await

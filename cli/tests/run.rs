@@ -659,3 +659,48 @@ fn an_operator_retries_skips_and_cancels_from_the_command_line() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn workflows_are_published_from_files_and_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let file = write(dir.path(), "launch.json", &launch());
+    // Given a definition file, when it is published twice, then one version, then unchanged
+    let out = eventflow(&data, &["publish", file.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "mini-launch v1: published");
+    let out = eventflow(&data, &["publish", file.to_str().expect("path")]);
+    assert_eq!(text(&out.stdout).trim(), "mini-launch v1: unchanged");
+    // And a changed one is version 2, listed as the latest and the one new starts use
+    let mut changed = launch();
+    changed["name"] = json!("Mini launch, again");
+    let file = write(dir.path(), "launch.json", &changed);
+    let out = eventflow(&data, &["publish", file.to_str().expect("path")]);
+    assert_eq!(text(&out.stdout).trim(), "mini-launch v2: published");
+    let out = eventflow(&data, &["workflows"]);
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("mini-launch")
+            && listed.contains("latest v2")
+            && listed.contains("new starts v2"),
+        "{listed}"
+    );
+    // And a batch with one invalid file publishes nothing
+    let mut broken = launch();
+    broken["id"] = json!("other");
+    broken["steps"][1]["depends_on"] = json!(["nowhere"]);
+    let bad = write(dir.path(), "broken.json", &broken);
+    let mut fine = launch();
+    fine["id"] = json!("fine");
+    let good = write(dir.path(), "fine.json", &fine);
+    let out = eventflow(
+        &data,
+        &[
+            "publish",
+            good.to_str().expect("path"),
+            bad.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!text(&eventflow(&data, &["workflows"]).stdout).contains("fine"));
+}
