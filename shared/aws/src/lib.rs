@@ -1,0 +1,6 @@
+//! The AWS host of eventflow: the ports of `shared/ports` on DynamoDB, SQS and SES, and the
+//! handlers each Lambda function's `main.rs` wires. The layout of the table and the queues is
+//! in `infra/README.md`.
+//!
+//! Endpoints come from the standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`
+//! variables that `aws-config` reads: the same code talks to AWS, to LocalStack and to moto.
