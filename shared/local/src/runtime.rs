@@ -20,6 +20,7 @@ use eventflow_engine::{
     ActionRegistry, Checkpoint, Command, Definition, DependencyKind, Event, EventKind,
     HistoryEntry, RunStatus, Timestamp, Upstream, Version, decide,
 };
+use eventflow_ports::attempt;
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::*;
 use serde_json::Value;
@@ -520,7 +521,9 @@ impl Runtime {
     /// One worker of the pool: takes tasks from the queue until it closes.
     async fn worker(self, rx: TaskReceiver) {
         while let Some(task) = queue::next(&rx).await {
-            let (event, output) = self.work(&task).await;
+            let Some((event, output)) = self.work(&task).await else {
+                continue;
+            };
             self.send(Msg::Event {
                 execution_id: task.execution_id.clone(),
                 event,
@@ -529,130 +532,28 @@ impl Runtime {
         }
     }
 
-    /// Runs one task and turns its outcome into the event that answers it.
     /// Runs one task and turns its outcome into the event that answers it. A redelivered task
     /// may have been answered before a crash: its recorded result is used instead of acting
     /// again. (A fresh one cannot have been, and skipping the read keeps commits fast.)
-    async fn work(&self, task: &Task) -> (Event, Option<Value>) {
-        let key = task.key().to_owned();
-        let (step, item, attempt, compensation) = match &task.command {
-            Command::RunStep {
-                step,
-                item,
-                attempt,
-                ..
-            } => (step.clone(), *item, *attempt, false),
-            Command::RunCompensation {
-                step,
-                item,
-                attempt,
-                ..
-            } => (step.clone(), *item, *attempt, true),
-            _ => return (Event::new(key, EventKind::Pause), None),
-        };
-        // An attempt whose result is already recorded is not acted again.
+    async fn work(&self, task: &Task) -> Option<(Event, Option<Value>)> {
         let recorded = if task.redelivered {
-            self.shared.store.result(&key).await.ok().flatten()
+            self.shared.store.result(task.key()).await.ok().flatten()
         } else {
             None
         };
         let outcome = match recorded {
             Some(v) => Ok(v),
-            None => self.act(task, &key, &step, item, attempt).await,
-        };
-        let id = format!("{key}/answer");
-        let kind = match (outcome, compensation) {
-            (Ok(output), false) => {
-                return (
-                    Event::new(
-                        id,
-                        EventKind::StepSucceeded {
-                            step,
-                            item,
-                            attempt,
-                            output: output.clone(),
-                        },
-                    ),
-                    Some(output),
-                );
+            None => {
+                let world = attempt::World {
+                    records: Arc::new(self.shared.store.clone()),
+                    outbox: Arc::clone(&self.shared.outbox),
+                    workflows: Arc::new(self.clone()),
+                };
+                attempt::run(task, &self.shared.actions, &world).await
             }
-            (Ok(output), true) => {
-                return (
-                    Event::new(
-                        id,
-                        EventKind::CompensationSucceeded {
-                            step,
-                            item,
-                            attempt,
-                        },
-                    ),
-                    Some(output),
-                );
-            }
-            (Err(error), false) => EventKind::StepFailed {
-                step,
-                item,
-                attempt,
-                error: error.into(),
-            },
-            (Err(error), true) => EventKind::CompensationFailed {
-                step,
-                item,
-                attempt,
-                error: error.into(),
-            },
         };
-        (Event::new(id, kind), None)
-    }
-
-    async fn act(
-        &self,
-        task: &Task,
-        key: &str,
-        step: &str,
-        item: Option<u32>,
-        attempt: u32,
-    ) -> Result<Value, ActionError> {
-        let ctx = ActionContext {
-            execution_id: task.execution_id.clone(),
-            workflow_id: task.workflow_id.clone(),
-            step: step.to_owned(),
-            item,
-            attempt,
-            key: key.to_owned(),
-            records: Arc::new(self.shared.store.clone()),
-            outbox: Arc::clone(&self.shared.outbox),
-            workflows: Arc::new(self.clone()),
-        };
-        let find = |name: &str| {
-            self.shared.actions.get(name).cloned().ok_or_else(|| {
-                ActionError::terminal(
-                    "UnknownAction",
-                    format!("this runtime has no action `{name}`"),
-                )
-            })
-        };
-        match &task.command {
-            Command::RunStep { action, input, .. } => find(action)?.execute(&ctx, input).await,
-            Command::RunCompensation {
-                action,
-                builtin,
-                input,
-                output,
-                ..
-            } => {
-                let a = find(action)?;
-                if *builtin {
-                    a.compensate(&ctx, input, output.as_ref()).await
-                } else {
-                    a.execute(&ctx, input).await
-                }
-            }
-            _ => Err(ActionError::terminal(
-                "NotATask",
-                "only steps and compensations run as tasks",
-            )),
-        }
+        let output = outcome.as_ref().ok().cloned();
+        attempt::answer(task, outcome).map(|event| (event, output))
     }
 }
 

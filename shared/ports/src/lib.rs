@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+pub mod attempt;
 pub mod versions;
 
 use async_trait::async_trait;
