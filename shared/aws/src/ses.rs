@@ -1,0 +1,136 @@
+//! The outbox on Amazon SES (API v2): emails as they are, notifications as emails to the team
+//! channel's address (`<channel>@<EVENTFLOW_NOTIFY_DOMAIN>`; most chat tools give a channel
+//! one).
+//!
+//! Sending is once per attempt key: the message id SES returned is kept as a record
+//! (`_messages/<key>`), and a redelivered attempt finds it and sends nothing. The one window
+//! left is a crash between SES accepting a message and the record being written: the
+//! redelivery then sends it again (at least once, never lost).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
+use eventflow_ports::{Message, Outbox, RecordStore, StoreError, StoreResult};
+use serde_json::json;
+
+/// Where sent messages' ids are kept, by attempt key.
+const SENT: &str = "_messages";
+
+/// The sending identity and the notification domain, read once at init.
+#[derive(Debug, Clone)]
+pub struct SesSettings {
+    /// The verified identity emails and notifications are sent from when a message's own
+    /// sender is not an address (`eventflow`).
+    pub sender: String,
+    /// The domain of the team channels' addresses.
+    pub notify_domain: String,
+}
+
+impl SesSettings {
+    /// `EVENTFLOW_SENDER` and `EVENTFLOW_NOTIFY_DOMAIN`.
+    pub fn from_env() -> Result<SesSettings, String> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .map_err(|_| format!("{name} is not set; the template sets it from its parameters"))
+        };
+        Ok(SesSettings {
+            sender: var("EVENTFLOW_SENDER")?,
+            notify_domain: var("EVENTFLOW_NOTIFY_DOMAIN")?,
+        })
+    }
+}
+
+/// The SES outbox of one tenant (its sent-message records are the tenant's).
+#[derive(Clone)]
+pub struct SesOutbox {
+    client: Client,
+    settings: SesSettings,
+    records: Arc<dyn RecordStore>,
+}
+
+impl std::fmt::Debug for SesOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SesOutbox")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SesOutbox {
+    pub fn new(client: Client, settings: SesSettings, records: Arc<dyn RecordStore>) -> Self {
+        SesOutbox {
+            client,
+            settings,
+            records,
+        }
+    }
+
+    fn recipients(&self, message: &Message) -> Vec<String> {
+        if message.kind == "notify" {
+            message
+                .to
+                .iter()
+                .map(|channel| format!("{channel}@{}", self.settings.notify_domain))
+                .collect()
+        } else {
+            message.to.clone()
+        }
+    }
+}
+
+fn content(text: &str) -> Result<Content, StoreError> {
+    Content::builder()
+        .data(text)
+        .charset("UTF-8")
+        .build()
+        .map_err(StoreError::backend)
+}
+
+#[async_trait]
+impl Outbox for SesOutbox {
+    async fn send(&self, message: &Message) -> StoreResult<String> {
+        if let Some(sent) = self.records.get(SENT, &message.key).await?
+            && let Some(id) = sent.get("message_id").and_then(|v| v.as_str())
+        {
+            return Ok(id.to_owned());
+        }
+        let from = if message.from.contains('@') {
+            message.from.clone()
+        } else {
+            self.settings.sender.clone()
+        };
+        let email = SesMessage::builder()
+            .subject(content(&message.subject)?)
+            .body(Body::builder().text(content(&message.text)?).build())
+            .build();
+        let out = self
+            .client
+            .send_email()
+            .from_email_address(from)
+            .destination(
+                Destination::builder()
+                    .set_to_addresses(Some(self.recipients(message)))
+                    .build(),
+            )
+            .content(EmailContent::builder().simple(email).build())
+            .send()
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "SES refused the message: {}",
+                    aws_sdk_sesv2::error::DisplayErrorContext(e)
+                ))
+            })?;
+        let id = out.message_id().unwrap_or_default().to_owned();
+        self.records
+            .put(
+                SENT,
+                &message.key,
+                &json!({"message_id": id, "kind": message.kind}),
+            )
+            .await?;
+        Ok(id)
+    }
+}
