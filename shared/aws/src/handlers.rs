@@ -1,0 +1,264 @@
+//! The handlers the Lambda functions wire: the coordinator (events from its FIFO queue), the
+//! workers (attempts from their family's queue) and the scheduler (EventBridge, every minute).
+//! Each takes a batch and reports the messages it could not handle, so only those come again
+//! (and, after the queue's `maxReceiveCount`, go to its dead-letter queue).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use eventflow_engine::{Event, EventKind};
+use eventflow_ports::attempt::{self, World};
+use eventflow_ports::{Action, ActionError, Outbox, StoreError};
+
+use crate::host::{AwsStore, Host};
+use crate::messages::{EventMessage, Family, MAX_OUTPUT_BYTES, TaskMessage, json_size};
+
+/// Why one message failed; logged, and the message comes again.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message body is not {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn body<T: serde::de::DeserializeOwned>(
+    m: &SqsMessage,
+    what: &'static str,
+) -> Result<T, MessageError> {
+    let text = m.body.as_deref().unwrap_or_default();
+    serde_json::from_str(text).map_err(|e| MessageError::Malformed {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn id_of(m: &SqsMessage) -> String {
+    m.message_id.clone().unwrap_or_default()
+}
+
+/// The coordinator: applies each run's events in order, one apply per run per batch.
+///
+/// On a FIFO queue a failed message must hold back those after it in its group, so every
+/// message of a run whose apply failed is reported, and a malformed message fails its run's
+/// later messages too (it ends in the dead-letter queue; the run's later events come again).
+pub async fn coordinate<S: AwsStore>(host: &Host<S>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut order: Vec<String> = Vec::new();
+    let mut runs: HashMap<String, Vec<(String, Result<EventMessage, MessageError>)>> =
+        HashMap::new();
+    for m in &event.records {
+        let parsed: Result<EventMessage, MessageError> = body(m, "an event message");
+        let group = match &parsed {
+            Ok(e) => e.group(),
+            Err(_) => m
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_else(|| id_of(m)),
+        };
+        if !runs.contains_key(&group) {
+            order.push(group.clone());
+        }
+        runs.entry(group).or_default().push((id_of(m), parsed));
+    }
+    for group in order {
+        let messages = runs.remove(&group).unwrap_or_default();
+        let mut events = Vec::new();
+        let mut tenant_run = None;
+        let mut broken_at = None;
+        for (i, (id, parsed)) in messages.iter().enumerate() {
+            match parsed {
+                Ok(m) => {
+                    tenant_run = Some((m.tenant.clone(), m.execution_id.clone()));
+                    events.push((m.event.clone(), m.answers.clone()));
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e, "a malformed event message");
+                    broken_at = Some(i);
+                    break;
+                }
+            }
+        }
+        let applied = match &tenant_run {
+            Some((tenant, execution_id)) if !events.is_empty() => {
+                let host = host.for_tenant(tenant);
+                host.apply(execution_id, events).await.map(|_| ())
+            }
+            _ => Ok(()),
+        };
+        let failed_from = match applied {
+            Ok(()) => broken_at,
+            Err(e) => {
+                tracing::error!(group, error = %e, "events not applied; they come again");
+                Some(0)
+            }
+        };
+        if let Some(from) = failed_from {
+            for (id, _) in &messages[from..] {
+                response.add_failure(id.clone());
+            }
+        }
+    }
+    response
+}
+
+/// What a worker runs actions with.
+#[derive(Clone)]
+pub struct Worker<S: AwsStore> {
+    pub host: Host<S>,
+    pub family: Family,
+    pub actions: HashMap<&'static str, Arc<dyn Action>>,
+    /// The outbox of a tenant (its sent-message records are the tenant's).
+    pub outbox: Arc<dyn Fn(&S) -> Arc<dyn Outbox> + Send + Sync>,
+}
+
+impl<S: AwsStore> std::fmt::Debug for Worker<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("family", &self.family)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker: runs each attempt (unless its result is recorded already), records the result,
+/// and sends the answer to the coordinator; forwards timers that rode a delay.
+pub async fn work<S: AwsStore>(worker: &Worker<S>, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    let mut answers = Vec::new();
+    let mut answered_by: Vec<String> = Vec::new();
+    for m in &event.records {
+        match work_one(worker, m).await {
+            Ok(Some(answer)) => {
+                answers.push(answer);
+                answered_by.push(id_of(m));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(message_id = %id_of(m), error = %e, "a task failed to run; it comes again");
+                response.add_failure(id_of(m));
+            }
+        }
+    }
+    if !answers.is_empty()
+        && let Err(e) = worker.host.queues().send_events(&answers).await
+    {
+        // The answers did not go: the tasks come again and find their recorded results.
+        tracing::error!(error = %e, "answers not sent; their tasks come again");
+        for id in answered_by {
+            response.add_failure(id);
+        }
+    }
+    response
+}
+
+async fn work_one<S: AwsStore>(
+    worker: &Worker<S>,
+    m: &SqsMessage,
+) -> Result<Option<EventMessage>, MessageError> {
+    match body::<TaskMessage>(m, "a task message")? {
+        TaskMessage::Timer { tenant, timer } => {
+            let id = format!("timer/{}", timer.id());
+            Ok(Some(EventMessage {
+                tenant,
+                execution_id: timer.execution_id.clone(),
+                event: Event::new(id, EventKind::TimerFired { timer: timer.timer }),
+                answers: None,
+            }))
+        }
+        TaskMessage::Task {
+            tenant,
+            execution_id,
+            key,
+        } => {
+            let host = worker.host.for_tenant(&tenant);
+            let store = host.store();
+            let Some(task) = store.task(&execution_id, &key).await? else {
+                // Answered and applied already: nothing left to do.
+                return Ok(None);
+            };
+            let recorded = store.result(&key).await?;
+            let outcome = match recorded {
+                Some(output) => Ok(output),
+                None => {
+                    let world = World {
+                        records: Arc::new(store.clone()),
+                        outbox: (worker.outbox)(store),
+                        workflows: Arc::new(host.clone()),
+                    };
+                    let outcome = attempt::run(&task, &worker.actions, &world).await;
+                    match outcome {
+                        Ok(output) if json_size(&output) > MAX_OUTPUT_BYTES => {
+                            Err(ActionError::terminal(
+                                "OutputTooLarge",
+                                format!(
+                                    "the output is {} bytes, more than the {MAX_OUTPUT_BYTES} a step may return; shape it with `output`",
+                                    json_size(&output)
+                                ),
+                            ))
+                        }
+                        Ok(output) => {
+                            // The idempotency record: a redelivery uses it instead of acting.
+                            store
+                                .commit(vec![eventflow_ports::Commit {
+                                    results: vec![(key.clone(), output.clone())],
+                                    ..Default::default()
+                                }])
+                                .await?;
+                            Ok(output)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            Ok(attempt::answer(&task, outcome).map(|event| EventMessage {
+                tenant,
+                execution_id,
+                event,
+                answers: Some(key),
+            }))
+        }
+    }
+}
+
+/// What one scheduler tick did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sweep {
+    /// Timers found due and sent to the coordinator.
+    pub timers: usize,
+    /// Attempts dispatched long ago and never answered, sent again.
+    pub stuck: usize,
+}
+
+/// The scheduler's sweep for one tenant: due timers go to the coordinator as events; attempts
+/// stuck without an answer are sent again.
+pub async fn sweep<S: AwsStore>(host: &Host<S>) -> Result<Sweep, StoreError> {
+    let now = host.now();
+    let due = host.store().due(now, 1000).await?;
+    let events: Vec<EventMessage> = due
+        .iter()
+        .map(|t| EventMessage {
+            tenant: host.tenant().to_owned(),
+            execution_id: t.execution_id.clone(),
+            event: Event::new(
+                format!("timer/{}", t.id()),
+                EventKind::TimerFired {
+                    timer: t.timer.clone(),
+                },
+            ),
+            answers: None,
+        })
+        .collect();
+    host.queues().send_events(&events).await?;
+    let stuck = eventflow_ports::ExecutionStore::pending_tasks(host.store()).await?;
+    let count = stuck.len();
+    let by_run: HashMap<String, ()> = stuck.into_iter().map(|t| (t.execution_id, ())).collect();
+    for execution_id in by_run.keys() {
+        host.redispatch(execution_id).await?;
+    }
+    Ok(Sweep {
+        timers: events.len(),
+        stuck: count,
+    })
+}
