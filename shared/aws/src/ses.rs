@@ -1,4 +1,4 @@
-//! The outbox on Amazon SES (API v2): emails as they are, notifications as emails to the team
+//! The outbox on Amazon SES (the v1 API, which LocalStack serves; v2 it does not): emails as they are, notifications as emails to the team
 //! channel's address (`<channel>@<EVENTFLOW_NOTIFY_DOMAIN>`; most chat tools give a channel
 //! one).
 //!
@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_sesv2::Client;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
+use aws_sdk_ses::Client;
+use aws_sdk_ses::types::{Body, Content, Destination, Message as SesMessage};
 use eventflow_ports::{Message, Outbox, RecordStore, StoreError, StoreResult};
 use serde_json::json;
 
@@ -108,22 +108,22 @@ impl Outbox for SesOutbox {
         let out = self
             .client
             .send_email()
-            .from_email_address(from)
+            .source(from)
             .destination(
                 Destination::builder()
                     .set_to_addresses(Some(self.recipients(message)))
                     .build(),
             )
-            .content(EmailContent::builder().simple(email).build())
+            .message(email)
             .send()
             .await
             .map_err(|e| {
                 StoreError::Unavailable(format!(
                     "SES refused the message: {}",
-                    aws_sdk_sesv2::error::DisplayErrorContext(e)
+                    aws_sdk_ses::error::DisplayErrorContext(e)
                 ))
             })?;
-        let id = out.message_id().unwrap_or_default().to_owned();
+        let id = out.message_id().to_owned();
         self.records
             .put(
                 SENT,
