@@ -5,6 +5,7 @@
 //! Endpoints come from the standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`
 //! variables that `aws-config` reads: the same code talks to AWS, to LocalStack and to moto.
 
+pub mod dynamo;
 pub mod handlers;
 pub mod host;
 pub mod messages;
