@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
+use eventflow_api::plane::execution_json;
 use eventflow_engine::{
     AttemptOutcome, Change, Checkpoint, Definition, EventKind, Format, HistoryEntry, RunStatus,
     StepStatus, Version,
 };
 use eventflow_local::outbox::{FileOutbox, list as list_outbox};
-use eventflow_local::plane::execution_json;
 use eventflow_local::runtime::{
     Progress, PublishError, RunState, Runtime, RuntimeConfig, SystemClock,
 };
