@@ -168,15 +168,7 @@ fn seed_of(id: &str) -> u64 {
     h.finish()
 }
 
-/// A SHA-256 of the definition's canonical JSON: equal definitions publish one version.
-pub fn definition_hash(def: &Definition) -> String {
-    use sha2::{Digest, Sha256};
-    let canonical = serde_json::to_vec(def).unwrap_or_default();
-    Sha256::digest(&canonical)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use eventflow_ports::definition_hash;
 
 impl Runtime {
     /// Starts the driver and re-sends every task and timer the store holds.

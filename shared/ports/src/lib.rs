@@ -61,6 +61,17 @@ pub struct VersionRecord {
     pub published_at: Timestamp,
 }
 
+/// A SHA-256 of the definition's canonical JSON (lower-case hex): equal definitions publish
+/// one version, on every host.
+pub fn definition_hash(def: &Definition) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(def).unwrap_or_default();
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Where a version stands. The version itself never changes; this does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
