@@ -9,5 +9,6 @@ pub mod dynamo;
 pub mod handlers;
 pub mod host;
 pub mod messages;
+pub mod plane;
 pub mod ses;
 pub mod sqs;

@@ -1,0 +1,347 @@
+//! The API's control plane on AWS: [`eventflow_api::plane::Plane`] over [`AwsRuns`], the
+//! DynamoDB store and the queues of one tenant's [`Host`], and [`AwsTenants`], which finds the
+//! tenant of a request in the table and hands out its plane. The API function serves
+//! `eventflow_api::http::router(AwsTenants)` through `lambda_http`: the same handlers as
+//! `eventflow serve`.
+//!
+//! A request is answered at once, in the function that received it: a start writes the new
+//! checkpoint and sends its first tasks; an operator's event (pause, resume, cancel, retry,
+//! skip, roll back) is applied with [`Host::apply`] like the coordinator applies one; a
+//! migration writes the moved checkpoint with [`Host::migrate`]. Every write is conditional on
+//! the checkpoint's sequence number, so a coordinator applying an event to the same run at the
+//! same moment makes one of the two read again, and nothing is lost.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use eventflow_api::plane::{
+    ApiError, ApiResult, ControlPlane, ErrorKind, Plane, Runs, Tenants, problems, refuse_cycles,
+};
+use eventflow_engine::migrate::{self, Mapping, Reason, Summary};
+use eventflow_engine::{
+    ActionRegistry, Checkpoint, Definition, Event, EventKind, RunStatus, Timestamp, Trigger,
+    Version, next_fire,
+};
+use eventflow_ports::versions::{self, VersionError};
+use eventflow_ports::{
+    Commit, StoreError, StoreResult, TenantRecord, TenantStore, VersionRecord, definition_hash,
+};
+use serde_json::{Value, json};
+
+use crate::host::{AwsStore, Host, StartError};
+
+/// How often a migration that lost a race with another write reads the run again.
+const ATTEMPTS: usize = 8;
+
+/// The record collection where a schedule's pause is kept (key: the schedule id).
+pub const SCHEDULES: &str = "_schedules";
+
+impl<S: AwsStore> Host<S> {
+    /// Moves run `execution_id` to version `to` under `mapping`, or with `dry_run` only says
+    /// whether it could and how (every reason it cannot). Nothing changes unless every check
+    /// passes. The moved checkpoint and the history entry recording the move are written
+    /// together under the condition that the run did not change since it was read; when it
+    /// did, the run is read and checked again.
+    pub async fn migrate(
+        &self,
+        execution_id: &str,
+        to: &Version,
+        mapping: &Mapping,
+        dry_run: bool,
+    ) -> Result<Summary, Vec<Reason>> {
+        let refuse = |message: String| {
+            vec![Reason {
+                step: None,
+                message,
+            }]
+        };
+        for _ in 0..ATTEMPTS {
+            let cp = match self.store().checkpoint(execution_id).await {
+                Ok(Some(cp)) => cp,
+                Ok(None) => return Err(refuse(format!("there is no run {execution_id}"))),
+                Err(e) => return Err(refuse(e.to_string())),
+            };
+            let from = self
+                .version(&cp.workflow_id, cp.version)
+                .await
+                .map_err(|e| refuse(e.to_string()))?;
+            let plan = migrate::check(&from, to, &cp, mapping)?;
+            let summary = plan.summary.clone();
+            if dry_run {
+                return Ok(summary);
+            }
+            let expected = cp.seq;
+            let event_id = format!("{execution_id}/migrate/{expected}");
+            let (moved, entry) =
+                migrate::apply(plan, cp, self.now(), &event_id).map_err(|r| vec![r])?;
+            let commit = Commit {
+                // The input is stored once, apart, and not rewritten.
+                checkpoint: Some(Checkpoint {
+                    input: Value::Null,
+                    ..moved
+                }),
+                expected_seq: Some(expected),
+                history: vec![entry],
+                ..Commit::default()
+            };
+            match self.store().commit(vec![commit]).await {
+                Ok(()) => return Ok(summary),
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(execution_id, %why, "a migration lost a race; reading again");
+                }
+                Err(e) => return Err(refuse(e.to_string())),
+            }
+        }
+        Err(refuse(format!(
+            "execution {execution_id} kept changing under {ATTEMPTS} attempts to move it; try again"
+        )))
+    }
+}
+
+/// One tenant's runs on AWS: its [`Host`] and the registry definitions are checked against.
+#[derive(Debug, Clone)]
+pub struct AwsRuns<S: AwsStore> {
+    host: Host<S>,
+    registry: Arc<ActionRegistry>,
+}
+
+impl<S: AwsStore> AwsRuns<S> {
+    /// The runs of the tenant `host` is scoped to.
+    pub fn new(host: Host<S>, registry: Arc<ActionRegistry>) -> Self {
+        AwsRuns { host, registry }
+    }
+
+    /// The tenant's host.
+    pub fn host(&self) -> &Host<S> {
+        &self.host
+    }
+
+    /// Every cron, rate and event-relative trigger of each workflow's active version, as
+    /// `(id, workflow, trigger)`; the id is `<workflow>.<index of the trigger>`.
+    async fn triggers(&self) -> ApiResult<Vec<(String, String, Trigger)>> {
+        let store = self.host.store();
+        let mut out = Vec::new();
+        for workflow in store.workflows().await? {
+            let alias = match versions::current_alias(store, &workflow).await {
+                Ok(alias) => alias,
+                Err(VersionError::Store(e)) => return Err(e.into()),
+                Err(_) => continue,
+            };
+            let Some(version) = store.version(&workflow, alias.active).await? else {
+                continue;
+            };
+            for (index, trigger) in version.definition.triggers.into_iter().enumerate() {
+                if kind_of(&trigger).is_some() {
+                    out.push((format!("{workflow}.{index}"), workflow.clone(), trigger));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A schedule as the API shows it (the shape of `eventflow serve`'s).
+    async fn view(&self, id: &str, workflow: &str, trigger: &Trigger) -> ApiResult<Value> {
+        let paused = self
+            .host
+            .store()
+            .get(SCHEDULES, id)
+            .await?
+            .and_then(|r| r.get("paused").and_then(Value::as_bool))
+            .unwrap_or(false);
+        let kind = kind_of(trigger).unwrap_or("event_relative");
+        let next_due = match trigger {
+            Trigger::Cron { .. } | Trigger::Rate { .. } => next_fire(trigger, self.host.now())
+                .map_err(|e| ApiError::invalid(format!("schedule `{id}`: {e}")))?,
+            _ => None,
+        };
+        Ok(json!({
+            "id": id,
+            "workflow_id": workflow,
+            "kind": kind,
+            "trigger": trigger,
+            "paused": paused,
+            "next_due": next_due,
+            "last_fired": Value::Null,
+            "planned": [],
+        }))
+    }
+
+    /// Pauses or resumes schedule `id`: its record in [`SCHEDULES`].
+    async fn set_paused(&self, id: &str, paused: bool) -> ApiResult<Value> {
+        let Some((id, workflow, trigger)) = self
+            .triggers()
+            .await?
+            .into_iter()
+            .find(|(found, _, _)| found == id)
+        else {
+            return Err(ApiError::not_found(format!(
+                "there is no schedule `{id}`; GET /v1/schedules lists them"
+            )));
+        };
+        let record = json!({"paused": paused, "at": self.host.now()});
+        self.host.store().put(SCHEDULES, &id, &record).await?;
+        self.view(&id, &workflow, &trigger).await
+    }
+}
+
+/// The kind of a trigger that is a schedule; `None` for a webhook.
+fn kind_of(trigger: &Trigger) -> Option<&'static str> {
+    match trigger {
+        Trigger::Cron { .. } => Some("cron"),
+        Trigger::Rate { .. } => Some("rate"),
+        Trigger::EventRelative { .. } => Some("event_relative"),
+        _ => None,
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Invalid(m) => ApiError::invalid(m),
+            StartError::Version(e) => e.into(),
+            StartError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The AWS host's side of the plane.
+///
+/// Schedules on AWS, precisely: `schedules()` lists the cron, rate and event-relative triggers
+/// of every workflow's active version (id `<workflow>.<trigger index>`), with `next_due` the
+/// next slot after now for cron and rate triggers, and `paused` as recorded in the
+/// [`SCHEDULES`] collection by `pause_schedule` and `resume_schedule`. What is not done yet:
+/// the scheduler function does not fire these schedules (it sweeps due timers and stuck
+/// attempts only), so nothing starts from a schedule on AWS, `last_fired` is always null, and
+/// an event-relative schedule shows no planned runs (`next_due` null). Pausing and resuming
+/// only write the record a scheduler that fires schedules must honour.
+#[async_trait]
+impl<S: AwsStore> Runs for AwsRuns<S> {
+    type Store = S;
+
+    fn store(&self) -> &S {
+        self.host.store()
+    }
+
+    fn registry(&self) -> &ActionRegistry {
+        &self.registry
+    }
+
+    /// Validates the definition, refuses a cycle of dependencies with the latest versions of
+    /// the tenant's other workflows, and publishes it under its content hash (a conditional
+    /// put: a version is never overwritten).
+    async fn publish(&self, def: &Definition) -> ApiResult<VersionRecord> {
+        let found = eventflow_engine::validate(def, &self.registry);
+        if !found.is_empty() {
+            return Err(problems(&found));
+        }
+        refuse_cycles(self.host.store(), def).await?;
+        let hash = definition_hash(def);
+        Ok(self
+            .host
+            .store()
+            .publish(def, &hash, self.host.now())
+            .await?)
+    }
+
+    async fn version(&self, workflow: &str, number: u32) -> StoreResult<Arc<Version>> {
+        self.host.version(workflow, number).await
+    }
+
+    async fn start_once(
+        &self,
+        version: Arc<Version>,
+        input: Value,
+        key: &str,
+    ) -> ApiResult<(String, bool)> {
+        Ok(self.host.start(version, input, key).await?)
+    }
+
+    async fn operate(&self, id: &str, kind: EventKind) -> ApiResult<Option<RunStatus>> {
+        let mut event = Event::new(format!("op-{}", uuid::Uuid::now_v7().simple()), kind);
+        event.actor = Some("api".to_owned());
+        let applied = self.host.apply(id, vec![(event, None)]).await?;
+        Ok(if applied.changed {
+            applied.status
+        } else {
+            None
+        })
+    }
+
+    async fn migrate(
+        &self,
+        id: &str,
+        to: Arc<Version>,
+        mapping: Arc<Mapping>,
+        dry_run: bool,
+    ) -> Result<Summary, Vec<Reason>> {
+        self.host.migrate(id, &to, &mapping, dry_run).await
+    }
+
+    async fn schedules(&self) -> ApiResult<Vec<Value>> {
+        let mut out = Vec::new();
+        for (id, workflow, trigger) in self.triggers().await? {
+            out.push(self.view(&id, &workflow, &trigger).await?);
+        }
+        Ok(out)
+    }
+
+    async fn pause_schedule(&self, id: &str) -> ApiResult<Value> {
+        self.set_paused(id, true).await
+    }
+
+    async fn resume_schedule(&self, id: &str) -> ApiResult<Value> {
+        self.set_paused(id, false).await
+    }
+}
+
+/// One tenant's control plane on AWS.
+pub type AwsPlane<S> = Plane<AwsRuns<S>>;
+
+/// Every tenant of a table: the tenant records (`TENANT#<name>`) authenticate requests, and a
+/// request's plane is the host scoped to its tenant.
+#[derive(Debug, Clone)]
+pub struct AwsTenants<S: AwsStore> {
+    host: Host<S>,
+    registry: Arc<ActionRegistry>,
+}
+
+impl<S: AwsStore + TenantStore> AwsTenants<S> {
+    /// The tenants of `host`'s table; definitions are validated against `registry` (the one
+    /// the host compiles versions with).
+    pub fn new(host: Host<S>, registry: ActionRegistry) -> Self {
+        AwsTenants {
+            host,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// The plane of `tenant`, with what only the AWS host offers.
+    pub fn aws_plane(&self, tenant: &str) -> AwsPlane<S> {
+        Plane::new(AwsRuns::new(
+            self.host.for_tenant(tenant),
+            Arc::clone(&self.registry),
+        ))
+    }
+}
+
+#[async_trait]
+impl<S: AwsStore + TenantStore> Tenants for AwsTenants<S> {
+    async fn tenant(&self, tenant: &str) -> ApiResult<Option<TenantRecord>> {
+        Ok(TenantStore::tenant(self.host.store(), tenant).await?)
+    }
+
+    async fn plane(&self, tenant: &str) -> ApiResult<Arc<dyn ControlPlane>> {
+        if tenant.is_empty() || tenant.contains('#') {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                format!("there is no tenant {tenant}"),
+            ));
+        }
+        let plane: Arc<dyn ControlPlane> = Arc::new(self.aws_plane(tenant));
+        Ok(plane)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.host.now()
+    }
+}
