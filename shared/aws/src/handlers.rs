@@ -11,6 +11,7 @@ use eventflow_engine::{Event, EventKind};
 use eventflow_ports::attempt::{self, World};
 use eventflow_ports::{Action, ActionError, Outbox, StoreError};
 
+use crate::dynamo::DynamoStore;
 use crate::host::{AwsStore, Host};
 use crate::messages::{EventMessage, Family, MAX_OUTPUT_BYTES, TaskMessage, json_size};
 
@@ -38,6 +39,12 @@ fn id_of(m: &SqsMessage) -> String {
     m.message_id.clone().unwrap_or_default()
 }
 
+/// A received message: its id, and its event (or why it has none).
+type Received = (String, Result<EventMessage, MessageError>);
+
+/// Makes the outbox of a tenant's store.
+pub type OutboxFor<S> = Arc<dyn Fn(&S) -> Arc<dyn Outbox> + Send + Sync>;
+
 /// The coordinator: applies each run's events in order, one apply per run per batch.
 ///
 /// On a FIFO queue a failed message must hold back those after it in its group, so every
@@ -46,8 +53,7 @@ fn id_of(m: &SqsMessage) -> String {
 pub async fn coordinate<S: AwsStore>(host: &Host<S>, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     let mut order: Vec<String> = Vec::new();
-    let mut runs: HashMap<String, Vec<(String, Result<EventMessage, MessageError>)>> =
-        HashMap::new();
+    let mut runs: HashMap<String, Vec<Received>> = HashMap::new();
     for m in &event.records {
         let parsed: Result<EventMessage, MessageError> = body(m, "an event message");
         let group = match &parsed {
@@ -84,7 +90,7 @@ pub async fn coordinate<S: AwsStore>(host: &Host<S>, event: SqsEvent) -> SqsBatc
         let applied = match &tenant_run {
             Some((tenant, execution_id)) if !events.is_empty() => {
                 let host = host.for_tenant(tenant);
-                host.apply(execution_id, events).await.map(|_| ())
+                Box::pin(host.apply(execution_id, events)).await.map(|_| ())
             }
             _ => Ok(()),
         };
@@ -111,7 +117,7 @@ pub struct Worker<S: AwsStore> {
     pub family: Family,
     pub actions: HashMap<&'static str, Arc<dyn Action>>,
     /// The outbox of a tenant (its sent-message records are the tenant's).
-    pub outbox: Arc<dyn Fn(&S) -> Arc<dyn Outbox> + Send + Sync>,
+    pub outbox: OutboxFor<S>,
 }
 
 impl<S: AwsStore> std::fmt::Debug for Worker<S> {
@@ -129,7 +135,7 @@ pub async fn work<S: AwsStore>(worker: &Worker<S>, event: SqsEvent) -> SqsBatchR
     let mut answers = Vec::new();
     let mut answered_by: Vec<String> = Vec::new();
     for m in &event.records {
-        match work_one(worker, m).await {
+        match Box::pin(work_one(worker, m)).await {
             Ok(Some(answer)) => {
                 answers.push(answer);
                 answered_by.push(id_of(m));
@@ -187,7 +193,7 @@ async fn work_one<S: AwsStore>(
                         outbox: (worker.outbox)(store),
                         workflows: Arc::new(host.clone()),
                     };
-                    let outcome = attempt::run(&task, &worker.actions, &world).await;
+                    let outcome = Box::pin(attempt::run(&task, &worker.actions, &world)).await;
                     match outcome {
                         Ok(output) if json_size(&output) > MAX_OUTPUT_BYTES => {
                             Err(ActionError::terminal(
@@ -223,7 +229,7 @@ async fn work_one<S: AwsStore>(
 }
 
 /// What one scheduler tick did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Sweep {
     /// Timers found due and sent to the coordinator.
     pub timers: usize,
@@ -231,31 +237,40 @@ pub struct Sweep {
     pub stuck: usize,
 }
 
-/// The scheduler's sweep for one tenant: due timers go to the coordinator as events; attempts
-/// stuck without an answer are sent again.
-pub async fn sweep<S: AwsStore>(host: &Host<S>) -> Result<Sweep, StoreError> {
+/// At most this many due timers and stuck attempts a tick; the next tick takes the rest.
+const SWEEP_LIMIT: usize = 1000;
+
+/// The scheduler's tick, over every tenant: due timers go to the coordinator as events (a timer
+/// that rode a queue's delay and already fired is a duplicate there, and changes nothing);
+/// attempts dispatched long ago and never answered are sent again with their run's other
+/// pending work.
+pub async fn tick(host: &Host<DynamoStore>) -> Result<Sweep, StoreError> {
     let now = host.now();
-    let due = host.store().due(now, 1000).await?;
+    let due = host
+        .store()
+        .due_timers_of_all_tenants(now, SWEEP_LIMIT)
+        .await?;
     let events: Vec<EventMessage> = due
-        .iter()
-        .map(|t| EventMessage {
-            tenant: host.tenant().to_owned(),
+        .into_iter()
+        .map(|(tenant, t)| EventMessage {
+            tenant,
             execution_id: t.execution_id.clone(),
             event: Event::new(
                 format!("timer/{}", t.id()),
-                EventKind::TimerFired {
-                    timer: t.timer.clone(),
-                },
+                EventKind::TimerFired { timer: t.timer },
             ),
             answers: None,
         })
         .collect();
     host.queues().send_events(&events).await?;
-    let stuck = eventflow_ports::ExecutionStore::pending_tasks(host.store()).await?;
+    let stuck = host.store().stuck_tasks_of_all_tenants(SWEEP_LIMIT).await?;
     let count = stuck.len();
-    let by_run: HashMap<String, ()> = stuck.into_iter().map(|t| (t.execution_id, ())).collect();
-    for execution_id in by_run.keys() {
-        host.redispatch(execution_id).await?;
+    let runs: std::collections::BTreeSet<(String, String)> = stuck
+        .into_iter()
+        .map(|(tenant, t)| (tenant, t.execution_id))
+        .collect();
+    for (tenant, execution_id) in runs {
+        host.for_tenant(&tenant).redispatch(&execution_id).await?;
     }
     Ok(Sweep {
         timers: events.len(),

@@ -201,7 +201,7 @@ impl<S: AwsStore> Host<S> {
         commit.input = Some(cp.input.clone());
         commit.start_key = Some(key.to_owned());
         commit.checkpoint = Some(without_input(&cp));
-        match self.store.commit(vec![commit]).await {
+        match Box::pin(self.store.commit(vec![commit])).await {
             Ok(()) => {}
             // Another start with the same key got there first: that run is the one.
             Err(StoreError::Conflict(_)) => {
@@ -215,7 +215,7 @@ impl<S: AwsStore> Host<S> {
             }
             Err(e) => return Err(e.into()),
         }
-        self.send(out).await?;
+        Box::pin(self.send(out)).await?;
         Ok((execution_id, true))
     }
 
@@ -261,9 +261,9 @@ impl<S: AwsStore> Host<S> {
             }
             commit.checkpoint = Some(without_input(&cp));
             commit.expected_seq = Some(expected);
-            match self.store.commit(vec![commit]).await {
+            match Box::pin(self.store.commit(vec![commit])).await {
                 Ok(()) => {
-                    self.send(out).await?;
+                    Box::pin(self.send(out)).await?;
                     return Ok(Applied {
                         status,
                         changed: true,

@@ -8,7 +8,14 @@
 pub mod dynamo;
 pub mod handlers;
 pub mod host;
+pub mod lambda;
 pub mod messages;
 pub mod plane;
 pub mod ses;
 pub mod sqs;
+
+/// The Lambda event types the handlers take.
+pub mod events {
+    pub use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+    pub use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+}

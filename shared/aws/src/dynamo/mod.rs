@@ -21,6 +21,7 @@
 
 mod executions;
 mod records;
+mod run_items;
 mod table;
 mod versions;
 

@@ -1,0 +1,12 @@
+//! The notify worker function: wiring only (see `eventflow_aws::lambda::serve_worker`).
+
+// The handler futures nest the SDK's deeply; their layout needs more than the default 128.
+#![recursion_limit = "256"]
+
+use eventflow_aws::lambda;
+use eventflow_aws::messages::Family;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    Box::pin(lambda::serve_worker(Family::Notify)).await
+}

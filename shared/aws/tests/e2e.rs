@@ -1,0 +1,439 @@
+//! The serverless bundle end to end on the emulators: runs carried through the real SQS queues
+//! by the real handlers (coordinator, one worker per family, the scheduler), with DynamoDB on
+//! moto and SES on LocalStack. An event-source emulator polls the queues the way Lambda's
+//! event source mapping does.
+
+// The handler futures nest the SDK's deeply; their layout needs more than the default 128.
+#![recursion_limit = "256"]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use eventflow_aws::dynamo::DynamoStore;
+use eventflow_aws::handlers::{self, Worker};
+use eventflow_aws::host::Host;
+use eventflow_aws::lambda;
+use eventflow_aws::messages::Family;
+use eventflow_aws::ses::SesSettings;
+use eventflow_aws::sqs::QueueUrls;
+use eventflow_engine::{Definition, RunStatus};
+use eventflow_ports::{Clock, ExecutionStore, RecordStore, VersionStore};
+use serde_json::{Value, json};
+use support::env::{SENDER, TestEnv, test_env};
+
+type Timestamp = DateTime<Utc>;
+
+/// A clock the test moves.
+#[derive(Debug)]
+struct TestClock(Mutex<Timestamp>);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock")
+    }
+}
+
+impl TestClock {
+    fn advance(&self, by: chrono::TimeDelta) {
+        let mut t = self.0.lock().expect("clock");
+        *t += by;
+    }
+}
+
+/// The handlers of one deployment, on one test's resources.
+struct Bundle {
+    env: TestEnv,
+    host: Host<DynamoStore>,
+    workers: HashMap<&'static str, Worker<DynamoStore>>,
+    clock: Arc<TestClock>,
+}
+
+async fn bundle(max_receives: u32) -> Bundle {
+    let env = test_env(max_receives).await;
+    let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+    let host = lambda::host_with(
+        &env.config,
+        &env.table,
+        env.urls.clone(),
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .for_tenant("acme");
+    let ses = SesSettings {
+        sender: SENDER.into(),
+        notify_domain: "ops.eventflow.example".into(),
+    };
+    let mut workers = HashMap::new();
+    for f in Family::ALL {
+        let w = lambda::worker(&env.config, host.clone(), f, ses.clone()).expect("worker");
+        workers.insert(f.name(), w);
+    }
+    Bundle {
+        env,
+        host,
+        workers,
+        clock,
+    }
+}
+
+impl Bundle {
+    async fn publish(&self, def: Value) -> Definition {
+        let def: Definition = serde_json::from_value(def).expect("definition");
+        self.host
+            .store()
+            .publish(&def, &format!("hash-{}", def.name), Utc::now())
+            .await
+            .expect("publish");
+        def
+    }
+
+    /// One round of every event source: the coordinator's queue, then each task queue.
+    /// `twice` hands each batch to its handler twice (a duplicate delivery).
+    async fn round(&self, host: &Host<DynamoStore>, twice: bool) -> usize {
+        let mut seen = 0;
+        let coordinator = self.env.source(&self.env.urls.coordinator, 5);
+        seen += coordinator
+            .poll(async |batch| {
+                if twice {
+                    handlers::coordinate(host, batch.clone()).await;
+                }
+                handlers::coordinate(host, batch).await
+            })
+            .await;
+        for f in Family::ALL {
+            let worker = &self.workers[f.name()];
+            let source = self.env.source(&self.env.urls.tasks[f.name()], 5);
+            seen += source
+                .poll(async |batch| {
+                    if twice {
+                        handlers::work(worker, batch.clone()).await;
+                    }
+                    handlers::work(worker, batch).await
+                })
+                .await;
+        }
+        seen
+    }
+
+    /// Drives the queues until the run ends (at most 60 s).
+    async fn until_finished(&self, id: &str, twice: bool) -> RunStatus {
+        for _ in 0..600 {
+            let cp = self.host.store().checkpoint(id).await.expect("read");
+            if let Some(cp) = cp
+                && cp.status.is_terminal()
+            {
+                return cp.status;
+            }
+            if self.round(&self.host, twice).await == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("run {id} did not finish")
+    }
+
+    /// The emails LocalStack's SES holds, sent from our sender.
+    async fn emails(&self) -> Vec<Value> {
+        let base = std::env::var("AWS_ENDPOINT_URL").expect("endpoint");
+        let all: Value = reqwest::get(format!("{base}/_aws/ses?email={SENDER}"))
+            .await
+            .expect("ses")
+            .json()
+            .await
+            .expect("json");
+        all["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn launch() -> Value {
+    json!({
+        "id": "launch", "name": "Launch", "kind": "event_launch", "on_failure": "rollback",
+        "input_schema": {"type": "object", "required": ["event", "attendees"]},
+        "steps": [
+            {"id": "create_event", "action": "records.put", "compensate": true,
+             "input": {"collection": "events", "key": "${input.event.id}",
+                       "record": {"name": "${input.event.name}"}}},
+            {"id": "welcome", "action": "email.send", "depends_on": ["create_event"],
+             "for_each": {"items": "input.attendees", "concurrency": 10},
+             "input": {"from": SENDER, "to": "${item}",
+                       "subject": "${'Welcome to ' + input.event.name + ' ' + string(index)}",
+                       "text": "See you there."},
+             "compensate": {"action": "email.send",
+                            "input": {"from": SENDER, "to": "${item}",
+                                      "subject": "${'Correction: ' + input.event.name}",
+                                      "text": "Sorry, not yet."}}},
+            {"id": "tell_team", "action": "notify", "depends_on": ["welcome"],
+             "input": {"channel": "ops", "text": "${'launched ' + input.event.name}"}},
+            {"id": "maybe_fail", "action": "fail", "depends_on": ["tell_team"],
+             "input": {"times": "${input.fail ? 9 : 0}", "message": "the venue cancelled"}}
+        ]
+    })
+}
+
+fn input(name: &str, fail: bool) -> Value {
+    json!({"event": {"id": name, "name": name},
+           "attendees": ["a@example.org", "b@example.org", "c@example.org"],
+           "fail": fail})
+}
+
+#[tokio::test]
+async fn a_launch_runs_to_completion_through_the_queues_and_its_emails_are_in_ses() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let name = format!("rust-{}", uuid::Uuid::now_v7().simple());
+    let (id, created) = b
+        .host
+        .start_workflow("launch", None, input(&name, false), "launch-1")
+        .await
+        .expect("start");
+    assert!(created);
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+    let record = b.host.store().get("events", &name).await.expect("get");
+    assert_eq!(record.map(|r| r["name"].clone()), Some(json!(name)));
+    let mine: Vec<Value> = b
+        .emails()
+        .await
+        .into_iter()
+        .filter(|m| {
+            m["Subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("Welcome to {name}")))
+        })
+        .collect();
+    assert_eq!(mine.len(), 3, "one welcome per attendee: {mine:#?}");
+    let team = b
+        .emails()
+        .await
+        .into_iter()
+        .filter(|m| m["Subject"] == format!("[info] launched {name}"))
+        .count();
+    assert_eq!(
+        team, 1,
+        "the notification went to the team channel's address"
+    );
+    // The same start key starts nothing new.
+    let (again, created) = b
+        .host
+        .start_workflow("launch", None, input(&name, false), "launch-1")
+        .await
+        .expect("start");
+    assert_eq!((again, created), (id, false));
+}
+
+#[tokio::test]
+async fn a_failure_is_rolled_back_by_compensations_in_reverse_order() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let name = format!("doomed-{}", uuid::Uuid::now_v7().simple());
+    let (id, _) = b
+        .host
+        .start_workflow("launch", None, input(&name, true), "launch-doomed")
+        .await
+        .expect("start");
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Compensated);
+    // The record is gone and every attendee got a correction after the welcome.
+    assert_eq!(
+        b.host.store().get("events", &name).await.expect("get"),
+        None
+    );
+    let history = b.host.store().history(&id).await.expect("history");
+    let order: Vec<String> = history
+        .iter()
+        .filter_map(|h| {
+            let e = serde_json::to_value(&h.event).ok()?;
+            (e["type"] == "compensation_succeeded")
+                .then(|| e["step"].as_str().map(str::to_owned))?
+        })
+        .collect();
+    let last_welcome = order
+        .iter()
+        .rposition(|s| s == "welcome")
+        .expect("welcome undone");
+    let event = order
+        .iter()
+        .position(|s| s == "create_event")
+        .expect("event undone");
+    assert!(
+        last_welcome < event,
+        "welcome is undone before the record: {order:?}"
+    );
+    let corrections = b
+        .emails()
+        .await
+        .into_iter()
+        .filter(|m| {
+            m["Subject"]
+                .as_str()
+                .is_some_and(|s| s == format!("Correction: {name}"))
+        })
+        .count();
+    assert_eq!(corrections, 3);
+}
+
+#[tokio::test]
+async fn every_message_delivered_twice_gives_the_same_end_and_no_doubled_email() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let name = format!("twice-{}", uuid::Uuid::now_v7().simple());
+    let (id, _) = b
+        .host
+        .start_workflow("launch", None, input(&name, false), "launch-twice")
+        .await
+        .expect("start");
+    assert_eq!(b.until_finished(&id, true).await, RunStatus::Completed);
+    let welcomes = b
+        .emails()
+        .await
+        .into_iter()
+        .filter(|m| {
+            m["Subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("Welcome to {name}")))
+        })
+        .count();
+    assert_eq!(welcomes, 3, "each email sent once");
+    let history = b.host.store().history(&id).await.expect("history");
+    let seqs: Vec<u64> = history.iter().map(|h| h.seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "one history entry per applied event");
+}
+
+#[tokio::test]
+async fn a_coordinator_that_dies_after_writing_and_before_sending_is_recovered_by_redelivery() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let name = format!("crash-{}", uuid::Uuid::now_v7().simple());
+    let (id, _) = b
+        .host
+        .start_workflow("launch", None, input(&name, false), "launch-crash")
+        .await
+        .expect("start");
+    // The first attempt's answer reaches a coordinator whose sends all fail (it "dies" after
+    // the checkpoint is written): the message is reported failed and comes again.
+    let records = &b.workers["records"];
+    let source = b.env.source(&b.env.urls.tasks["records"], 5);
+    assert_eq!(
+        source
+            .poll(async |e| handlers::work(records, e).await)
+            .await,
+        1
+    );
+    let broken = lambda::host_with(
+        &b.env.config,
+        &b.env.table,
+        QueueUrls {
+            coordinator: b.env.urls.coordinator.clone(),
+            tasks: b
+                .env
+                .urls
+                .tasks
+                .keys()
+                .map(|k| (*k, format!("{}-missing", b.env.urls.coordinator)))
+                .collect(),
+        },
+        Arc::clone(&b.clock) as Arc<dyn Clock>,
+    )
+    .for_tenant("acme");
+    let coordinator = b.env.source(&b.env.urls.coordinator, 1);
+    let mut failures = 0;
+    coordinator
+        .poll(async |e| {
+            let r = handlers::coordinate(&broken, e).await;
+            failures = r.batch_item_failures.len();
+            r
+        })
+        .await;
+    assert_eq!(
+        failures, 1,
+        "the send failed, so the message is not acknowledged"
+    );
+    let cp = b
+        .host
+        .store()
+        .checkpoint(&id)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(
+        cp.step("create_event").map(|s| s.status),
+        Some(eventflow_engine::StepStatus::Succeeded),
+        "the checkpoint was written before the crash"
+    );
+    // Redelivered to a healthy coordinator: the event is known, and what the run waits for
+    // (the welcomes) is sent again; the run completes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_poison_message_ends_in_the_dead_letter_queue() {
+    let b = bundle(2).await;
+    let sqs = aws_sdk_sqs::Client::new(&b.env.config);
+    sqs.send_message()
+        .queue_url(&b.env.urls.coordinator)
+        .message_body("this is not an event")
+        .message_group_id("acme#poison")
+        .message_deduplication_id("poison-1")
+        .send()
+        .await
+        .expect("send");
+    let coordinator = b.env.source(&b.env.urls.coordinator, 1);
+    for _ in 0..30 {
+        coordinator
+            .poll(async |e| handlers::coordinate(&b.host, e).await)
+            .await;
+        if b.env.dead_letters(&b.env.urls.coordinator).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // ApproximateNumberOfMessagesVisible > 0 on a dead-letter queue is what the template's
+    // alarms watch.
+    assert_eq!(b.env.dead_letters(&b.env.urls.coordinator).await, 1);
+}
+
+#[tokio::test]
+async fn short_waits_ride_the_queue_delay_and_long_ones_the_scheduler() {
+    let b = bundle(5).await;
+    b.publish(json!({
+        "id": "waits", "name": "Waits", "kind": "custom",
+        "steps": [
+            {"id": "short", "wait": {"duration": "2s"}},
+            {"id": "long", "wait": {"duration": "3d"}, "depends_on": ["short"]},
+            {"id": "done", "action": "records.put", "depends_on": ["long"],
+             "input": {"collection": "done", "key": "x", "record": {"ok": true}}}
+        ]
+    }))
+    .await;
+    let (id, _) = b
+        .host
+        .start_workflow("waits", None, json!({}), "waits-1")
+        .await
+        .expect("start");
+    // The 2 s wait comes back by itself through the flow queue's delay.
+    let mut waiting_long = false;
+    for _ in 0..100 {
+        b.round(&b.host, false).await;
+        let cp = b
+            .host
+            .store()
+            .checkpoint(&id)
+            .await
+            .expect("read")
+            .expect("run");
+        if cp.step("long").map(|s| s.status) == Some(eventflow_engine::StepStatus::Waiting) {
+            waiting_long = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(waiting_long, "the short wait ended by itself");
+    // Three days later (on the clock), the scheduler finds the timer due.
+    b.clock
+        .advance(chrono::TimeDelta::days(3) + chrono::TimeDelta::minutes(1));
+    let swept = handlers::tick(&b.host).await.expect("tick");
+    assert!(swept.timers >= 1, "{swept:?}");
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+}
