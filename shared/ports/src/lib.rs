@@ -249,9 +249,22 @@ pub struct ExecutionSummary {
 
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
-    /// Writes several commits (of different executions) in one durable transaction: all or
-    /// nothing. A commit whose `expected_seq` does not match fails the whole call with
-    /// [`StoreError::Conflict`].
+    /// Writes several commits (of different executions). A commit whose `expected_seq` does
+    /// not match is a [`StoreError::Conflict`] and its checkpoint is not written: the caller
+    /// re-reads the checkpoint and re-applies its events.
+    ///
+    /// How much of a call is atomic depends on the host:
+    ///
+    /// - the local store writes the whole call in one durable transaction: all or nothing;
+    /// - the DynamoDB store writes the commits one after the other, each with its own
+    ///   conditional checkpoint write. The first commit that fails ends the call with its
+    ///   error; the commits before it stay written, those after it are not attempted. Within
+    ///   one commit, history, tasks, results, timers and input are written before the
+    ///   checkpoint, so a failed or interrupted commit may leave some of them behind: history
+    ///   beyond the checkpoint's `seq` (never read), and items keyed by sequence number,
+    ///   attempt key or timer id, which applying the same events again writes again. A caller
+    ///   that gets an error re-reads the checkpoint of every execution of the call and
+    ///   re-applies the events not yet in it.
     async fn commit(&self, commits: Vec<Commit>) -> StoreResult<()>;
     async fn checkpoint(&self, execution_id: &str) -> StoreResult<Option<Checkpoint>>;
     async fn history(&self, execution_id: &str) -> StoreResult<Vec<HistoryEntry>>;

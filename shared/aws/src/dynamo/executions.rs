@@ -6,7 +6,9 @@
 //!
 //! Each [`Commit`] in turn, in the order given:
 //!
-//! 1. its history entries, one conditional PutItem each (`attribute_not_exists(pk)`), in
+//! 1. its start key, with `attribute_not_exists(pk)` (the same execution's key is fine, another
+//!    execution's is a conflict: a second start with the key writes nothing);
+//! 2. its history entries, one conditional PutItem each (`attribute_not_exists(pk)`), in
 //!    sequence order. An entry already there stops a stale writer before it writes anything:
 //!    when the checkpoint has reached that sequence number the commit is a
 //!    [`StoreError::Conflict`]. When it has not, the entry was left by a writer that did not
@@ -14,17 +16,16 @@
 //!    written over; another event is written over only once it is older than
 //!    [`ORPHAN_AFTER`] (a writer that crashed), and is a conflict before that (a writer still
 //!    committing it). So one writer's history is never overwritten by another's;
-//! 2. its start key, with `attribute_not_exists(pk)` (the same execution's key is fine, another
-//!    execution's is a conflict);
 //! 3. input chunks, results, dispatched tasks, timers and dependent starts put, answered tasks
 //!    and fired timers deleted: BatchWriteItem, 25 a call, unprocessed items tried again;
 //! 4. the checkpoint, with `seq = :expected` (`attribute_not_exists(pk)` for a new run);
 //! 5. the dependent starts its new run made, deleted.
 //!
 //! A crash between 1 and 4 leaves items the checkpoint does not know of: history beyond its
-//! `seq` (not read: [`ExecutionStore::history`] stops at the checkpoint's `seq`) and
-//! idempotent items (keyed by sequence number, attempt key or timer id) that applying the
-//! same events again writes again, identically.
+//! `seq` (not read: [`ExecutionStore::history`] stops at the checkpoint's `seq`), idempotent
+//! items (keyed by sequence number, attempt key or timer id) that applying the same events
+//! again writes again, and for a new run its start key, naming an execution not yet there
+//! (the start applied again, with the same execution id, goes through).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -154,14 +155,35 @@ impl DynamoStore {
         self.clock.now().timestamp_millis()
     }
 
-    /// Step 1 of a commit: the history entries, refused when another writer's are there.
-    async fn write_history(&self, execution_id: &str, entries: &[HistoryEntry]) -> StoreResult<()> {
+    /// The history items of a commit, built (and their size checked) before anything is
+    /// written.
+    fn history_items<'a>(
+        &self,
+        execution_id: &str,
+        entries: &'a [HistoryEntry],
+    ) -> StoreResult<Vec<(&'a HistoryEntry, Item)>> {
         let pk = self.pk_execution(execution_id);
-        for entry in entries {
+        let now = self.now_ms();
+        entries
+            .iter()
+            .map(|entry| {
+                let mut item = body_item(&pk, &history_sk(entry.seq), entry)?;
+                item.insert("event_id".into(), s(&entry.event.id));
+                item.insert("written_at".into(), n(now));
+                Ok((entry, item))
+            })
+            .collect()
+    }
+
+    /// Step 2 of a commit: the history entries, refused when another writer's are there.
+    async fn write_history(
+        &self,
+        execution_id: &str,
+        entries: Vec<(&HistoryEntry, Item)>,
+    ) -> StoreResult<()> {
+        let pk = self.pk_execution(execution_id);
+        for (entry, item) in entries {
             let sk = history_sk(entry.seq);
-            let mut item = body_item(&pk, &sk, entry)?;
-            item.insert("event_id".into(), s(&entry.event.id));
-            item.insert("written_at".into(), n(self.now_ms()));
             let result = self
                 .client
                 .put_item()
@@ -180,7 +202,7 @@ impl DynamoStore {
                     continue;
                 }
                 Err(e) if is_conditional(&e) => {
-                    self.usage.write([]);
+                    self.usage.refused_write();
                     match e.as_service_error() {
                         Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
                         _ => None,
@@ -266,7 +288,7 @@ impl DynamoStore {
         }
     }
 
-    /// Step 2: the start key, once.
+    /// Step 1: the start key, once.
     async fn write_start_key(&self, key: &str, execution_id: &str) -> StoreResult<()> {
         let pk = self.start_key_pk(key);
         let mut item = super::key(&pk, "KEY");
@@ -380,8 +402,12 @@ impl DynamoStore {
     }
 
     /// Step 4: the checkpoint, under its condition.
-    async fn write_checkpoint(&self, cp: &Checkpoint, expected: Option<u64>) -> StoreResult<()> {
-        let item = self.checkpoint_item(cp)?;
+    async fn write_checkpoint(
+        &self,
+        cp: &Checkpoint,
+        item: Item,
+        expected: Option<u64>,
+    ) -> StoreResult<()> {
         let mut put = self
             .client
             .put_item()
@@ -401,7 +427,7 @@ impl DynamoStore {
                 Ok(())
             }
             Err(e) if is_conditional(&e) => {
-                self.usage.write([]);
+                self.usage.refused_write();
                 let stored = match e.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(c)) => c
                         .item()
@@ -423,25 +449,23 @@ impl DynamoStore {
     }
 
     async fn commit_one(&self, c: &Commit) -> StoreResult<()> {
-        if let Some(cp) = &c.checkpoint {
-            self.write_history(&cp.execution_id, &c.history).await?;
-            if let Some(k) = &c.start_key {
-                self.write_start_key(k, &cp.execution_id).await?;
-            }
-        }
-        // Refuse what cannot be stored before writing anything more.
+        // Every item is built, and refused when too large, before anything is written.
         let batch = self.batch_of(c)?;
-        if let Some(cp) = &c.checkpoint {
-            self.checkpoint_item(cp)?;
+        let Some(cp) = &c.checkpoint else {
+            return self.batch_write(batch.order).await;
+        };
+        let cp_item = self.checkpoint_item(cp)?;
+        let history = self.history_items(&cp.execution_id, &c.history)?;
+        if let Some(k) = &c.start_key {
+            self.write_start_key(k, &cp.execution_id).await?;
         }
+        self.write_history(&cp.execution_id, history).await?;
         self.batch_write(batch.order).await?;
-        if let Some(cp) = &c.checkpoint {
-            self.write_checkpoint(cp, c.expected_seq).await?;
-            if let Some(k) = &c.start_key {
-                // The run this start owed exists now.
-                self.delete_item(&self.deps_pk(), &format!("DEP#{k}"))
-                    .await?;
-            }
+        self.write_checkpoint(cp, cp_item, c.expected_seq).await?;
+        if let Some(k) = &c.start_key {
+            // The run this start owed exists now.
+            self.delete_item(&self.deps_pk(), &format!("DEP#{k}"))
+                .await?;
         }
         Ok(())
     }
@@ -658,8 +682,7 @@ impl ExecutionStore for DynamoStore {
         let items = self
             .query_range(
                 &self.pk_execution(execution_id),
-                &history_sk(0),
-                &history_sk(seq),
+                Some((&history_sk(0), &history_sk(seq))),
                 true,
                 None,
             )

@@ -143,7 +143,8 @@ pub struct Usage {
 pub struct UsageSnapshot {
     /// Read capacity units consumed (as DynamoDB reported them).
     pub read_units: f64,
-    /// Write capacity units consumed (index writes included, as DynamoDB reported them).
+    /// Write capacity units consumed (index writes included, as DynamoDB reported them), plus
+    /// one for each write refused by its condition (charged, but not reported).
     pub write_units: f64,
     /// Calls that read (GetItem, Query, BatchGetItem pages).
     pub read_requests: u64,
@@ -195,6 +196,13 @@ impl Usage {
         self.read_requests.fetch_add(1, Ordering::Relaxed);
         let units: f64 = consumed.into_iter().map(|c| Usage::units(c, false)).sum();
         self.read_milli.fetch_add(milli(units), Ordering::Relaxed);
+    }
+
+    /// A write refused by its condition: DynamoDB charges it (one unit for a small item) but
+    /// reports nothing, so one unit is counted.
+    pub(crate) fn refused_write(&self) {
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
+        self.write_milli.fetch_add(1000, Ordering::Relaxed);
     }
 
     pub(crate) fn write<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
@@ -263,7 +271,7 @@ impl DynamoStore {
     }
 
     /// The tenant whose items this store reads and writes.
-    pub fn tenant(&self) -> &str {
+    pub fn tenant_name(&self) -> &str {
         &self.tenant
     }
 
@@ -311,7 +319,11 @@ impl DynamoStore {
             e,
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
         ) || e.code().is_some_and(|c| TRANSIENT_CODES.contains(&c));
-        let message = DisplayErrorContext(&e).to_string();
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(text)) => format!("{code}: {text}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
         if transient {
             StoreError::Unavailable(format!(
                 "DynamoDB {operation} on table {} failed, worth another try: {message}",
@@ -416,8 +428,7 @@ impl DynamoStore {
                 Ok(true)
             }
             Err(e) if is_conditional(&e) => {
-                // A failed condition consumes a write unit too.
-                self.usage.write([]);
+                self.usage.refused_write();
                 Ok(false)
             }
             Err(e) => Err(self.call_error("PutItem", e)),
@@ -441,27 +452,31 @@ impl DynamoStore {
         Ok(out.attributes.filter(|a| !a.is_empty()))
     }
 
-    /// Every item of partition `pk` whose sort key lies in `from..=to`, in order (strongly
-    /// consistent, all pages).
+    /// Every item of partition `pk` (whose sort key lies in `from..=to` when a range is
+    /// given), in order (strongly consistent, all pages, or the first `limit`).
     async fn query_range(
         &self,
         pk: &str,
-        from: &str,
-        to: &str,
+        range: Option<(&str, &str)>,
         forward: bool,
         limit: Option<i32>,
     ) -> StoreResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let page = self
+            let mut q = self
                 .client
                 .query()
                 .table_name(&*self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":from", s(from))
-                .expression_attribute_values(":to", s(to))
+                .expression_attribute_values(":pk", s(pk));
+            q = match range {
+                Some((from, to)) => q
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                    .expression_attribute_values(":from", s(from))
+                    .expression_attribute_values(":to", s(to)),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let page = q
                 .consistent_read(true)
                 .scan_index_forward(forward)
                 .set_limit(limit)
@@ -487,8 +502,11 @@ impl DynamoStore {
 
     /// Every item of partition `pk` whose sort key starts with `prefix`, in order.
     async fn query_prefix(&self, pk: &str, prefix: &str) -> StoreResult<Vec<Item>> {
-        self.query_range(pk, prefix, &format!("{prefix}\u{10FFFF}"), true, None)
-            .await
+        if prefix.is_empty() {
+            return self.query_range(pk, None, true, None).await;
+        }
+        let to = format!("{prefix}\u{10FFFF}");
+        self.query_range(pk, Some((prefix, &to)), true, None).await
     }
 
     /// Writes (puts and deletes) with BatchWriteItem, 25 a call, trying what DynamoDB leaves

@@ -8,9 +8,7 @@ use eventflow_ports::{
     Alias, Canary, StoreError, StoreResult, VersionRecord, VersionState, VersionStore,
 };
 
-use super::{
-    DynamoStore, Item, ReturnConsumedCapacity, check_size, is_conditional, key, n, put_request, s,
-};
+use super::{DynamoStore, Item, ReturnConsumedCapacity, check_size, is_conditional, key, n, s};
 
 /// How many numbers a publisher tries when others keep taking the next one first.
 const PUBLISH_ATTEMPTS: u32 = 64;
@@ -78,22 +76,52 @@ impl DynamoStore {
         Ok(item)
     }
 
-    async fn by_hash(&self, workflow_id: &str, hash: &str) -> StoreResult<Option<VersionRecord>> {
-        let pk = self.pk_workflow(workflow_id);
-        let Some(item) = self.get_item(&pk, &format!("HASH#{hash}")).await? else {
-            return Ok(None);
-        };
-        let number: u32 = self.attr_n(&item, "number")?;
-        self.version(workflow_id, number).await
+    /// Moves the claim of a content from `from` (taken by another content) to the next free
+    /// number; a claim already moved by another publisher is left as it is.
+    async fn move_claim(&self, pk: &str, hash_sk: &str, from: u32, to: u32) -> StoreResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key("pk", s(pk))
+            .key("sk", s(hash_sk))
+            .update_expression("SET #number = :to")
+            .condition_expression("#number = :from")
+            .expression_attribute_names("#number", "number")
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.usage.write(out.consumed_capacity());
+                Ok(())
+            }
+            Err(e) if is_conditional(&e) => {
+                self.usage.refused_write();
+                Ok(())
+            }
+            Err(e) => Err(self.call_error("UpdateItem", e)),
+        }
+    }
+
+    /// The `<t>#WORKFLOWS` item of a workflow (idempotent).
+    async fn list_workflow(&self, workflow_id: &str) -> StoreResult<()> {
+        let mut listed = key(&self.workflows_pk(), workflow_id);
+        listed.insert("workflow".into(), s(workflow_id));
+        self.put_item(listed).await.map(drop)
     }
 }
 
 #[async_trait]
 impl VersionStore for DynamoStore {
-    /// Looks the hash up; otherwise puts `V#<latest + 1>` under `attribute_not_exists(pk)`.
-    /// A publisher that loses the number to another tries the next one (or, when the winner
-    /// published the same content, returns the winner's version). The hash and the workflow
-    /// list items follow the version.
+    /// The `HASH#<hash>` item is the claim of a content to a number: it is put first (with
+    /// `attribute_not_exists(pk)`), so of two publishers of the same content one claims and
+    /// both return the same version. Then `V#<n>` is put with `attribute_not_exists(pk)`
+    /// (never overwritten): if another content took `n` first, the claim moves to the next
+    /// number. A publisher that crashed after claiming leaves a claim without its version,
+    /// which the next publisher of that content completes.
     async fn publish(
         &self,
         definition: &Definition,
@@ -101,36 +129,43 @@ impl VersionStore for DynamoStore {
         now: Timestamp,
     ) -> StoreResult<VersionRecord> {
         let wf = definition.id.as_str();
-        if let Some(existing) = self.by_hash(wf, hash).await? {
-            return Ok(existing);
-        }
-        let mut number = self.latest(wf).await?.map_or(0, |v| v.number) + 1;
+        let pk = self.pk_workflow(wf);
+        let hash_sk = format!("HASH#{hash}");
         let mut record = VersionRecord {
             workflow_id: wf.to_owned(),
-            number,
+            number: 0,
             hash: hash.to_owned(),
             definition: definition.clone(),
             published_at: now,
         };
         for _ in 0..PUBLISH_ATTEMPTS {
+            let (number, fresh) = match self.get_item(&pk, &hash_sk).await? {
+                Some(claim) => (self.attr_n::<u32>(&claim, "number")?, false),
+                None => {
+                    let number = self.latest(wf).await?.map_or(0, |v| v.number) + 1;
+                    let mut claim = key(&pk, &hash_sk);
+                    claim.insert("number".into(), n(number));
+                    if !self.put_new(claim).await? {
+                        continue; // another publisher of this content claimed first
+                    }
+                    (number, true)
+                }
+            };
+            if !fresh && let Some(existing) = self.version(wf, number).await? {
+                if existing.hash == hash {
+                    self.list_workflow(wf).await?;
+                    return Ok(existing);
+                }
+                let next = self.latest(wf).await?.map_or(0, |v| v.number) + 1;
+                self.move_claim(&pk, &hash_sk, number, next).await?;
+                continue;
+            }
             record.number = number;
             if self.put_new(self.version_item(&record)?).await? {
-                let pk = self.pk_workflow(wf);
-                let mut by_hash = key(&pk, &format!("HASH#{hash}"));
-                by_hash.insert("number".into(), n(number));
-                let mut listed = key(&self.workflows_pk(), wf);
-                listed.insert("workflow".into(), s(wf));
-                self.batch_write(vec![put_request(by_hash)?, put_request(listed)?])
-                    .await?;
+                self.list_workflow(wf).await?;
                 return Ok(record);
             }
-            // Another publisher took this number: same content, or try the next one.
-            if let Some(theirs) = self.version(wf, number).await?
-                && theirs.hash == hash
-            {
-                return Ok(theirs);
-            }
-            number += 1;
+            // Taken meanwhile: the next round reads who took it.
         }
         Err(StoreError::Conflict(format!(
             "workflow {wf}: other publishers took {PUBLISH_ATTEMPTS} version numbers in a row; publish again"
@@ -148,8 +183,7 @@ impl VersionStore for DynamoStore {
         let items = self
             .query_range(
                 &self.pk_workflow(workflow_id),
-                "V#",
-                "V#\u{10FFFF}",
+                Some(("V#", "V#\u{10FFFF}")),
                 false,
                 Some(1),
             )
