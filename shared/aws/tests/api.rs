@@ -109,6 +109,12 @@ impl Api {
             .await
     }
 
+    /// `GET path` with the tenant's key.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let auth = [("authorization", format!("Bearer {}", self.key.key))];
+        self.send(&Self::event("GET", path, &auth, "")).await
+    }
+
     /// A webhook delivery signed with the tenant's secret.
     async fn deliver(&self, hook: &str, delivery: &str, body: &Value) -> (u16, Value) {
         let body = body.to_string();
@@ -293,4 +299,105 @@ async fn a_signed_webhook_through_an_api_gateway_event_starts_one_run_and_its_re
         store.list(None, Some("signup")).await.expect("list").len(),
         1
     );
+}
+
+/// Waits a day, then writes a note; `extra` adds a last step (a version 2 to migrate to).
+fn holder(extra: bool) -> Value {
+    let mut def = json!({
+        "id": "holder", "name": "Holder", "kind": "custom",
+        "input_schema": {"type": "object", "required": ["event_id"],
+                         "properties": {"event_id": {"type": "string"}}},
+        "triggers": [{"type": "cron", "expression": "0 9 * * *",
+                      "time_zone": "Europe/Berlin", "input": {"event_id": "daily"}}],
+        "steps": [
+            {"id": "hold", "wait": {"duration": "1d"}},
+            {"id": "note", "action": "records.put", "depends_on": ["hold"],
+             "input": {"collection": "notes", "key": "${input.event_id}",
+                       "record": {"seen": true}}}
+        ]
+    });
+    if extra {
+        def["steps"].as_array_mut().expect("steps").push(json!(
+            {"id": "tag", "action": "records.put", "depends_on": ["note"],
+             "input": {"collection": "tags", "key": "${input.event_id}",
+                       "record": {"tagged": true}}}
+        ));
+    }
+    def
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_requests_migrations_and_schedules_through_api_gateway_events() {
+    let api = api().await;
+    let (status, body) = api.post("/v1/workflows", holder(false)).await;
+    assert_eq!(status, 201, "{body:#}");
+    let (status, body) = api
+        .post(
+            "/v1/workflows/holder/executions",
+            json!({"input": {"event_id": "evt-1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    let id = body["execution_id"].as_str().expect("id").to_owned();
+
+    // Version 2 adds a step after the run's frontier: the run can move, and a dry run says so
+    // without moving it.
+    let (status, body) = api
+        .post("/v1/workflows/holder/versions", holder(true))
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["number"], 2, "{body:#}");
+    let migrate = format!("/v1/executions/{id}/migrate");
+    let (status, body) = api.post(&migrate, json!({"to": 2, "dry_run": true})).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["can_move"], true, "{body:#}");
+    assert_eq!(body["moved"], false, "{body:#}");
+    let (_, run) = api.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(run["version"], 1, "{run:#}");
+
+    let (status, body) = api.post(&migrate, json!({"to": 2})).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["moved"], true, "{body:#}");
+    let (status, run) = api.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(status, 200, "{run:#}");
+    assert_eq!(run["version"], 2, "{run:#}");
+    assert!(run["steps"].get("tag").is_some(), "{run:#}");
+    assert_eq!(
+        run["input"],
+        json!({"event_id": "evt-1"}),
+        "the input is kept"
+    );
+
+    // Operator requests apply at once; one that changes nothing is a conflict.
+    let pause = format!("/v1/executions/{id}/pause");
+    let (status, body) = api.post(&pause, json!({})).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["status"], "paused", "{body:#}");
+    let (status, body) = api.post(&pause, json!({})).await;
+    assert_eq!(status, 409, "{body:#}");
+    let (status, body) = api
+        .post(&format!("/v1/executions/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["status"], "running", "{body:#}");
+
+    // Schedules: the active version's cron trigger, paused and resumed by its record.
+    let (status, body) = api.get("/v1/schedules").await;
+    assert_eq!(status, 200, "{body:#}");
+    let schedules = body["schedules"].as_array().expect("schedules");
+    assert_eq!(schedules.len(), 1, "{body:#}");
+    assert_eq!(schedules[0]["id"], "holder.0", "{body:#}");
+    assert_eq!(schedules[0]["kind"], "cron", "{body:#}");
+    assert_eq!(schedules[0]["paused"], false, "{body:#}");
+    assert!(schedules[0]["next_due"].is_string(), "{body:#}");
+    let (status, body) = api.post("/v1/schedules/holder.0/pause", json!({})).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["paused"], true, "{body:#}");
+    let (_, body) = api.get("/v1/schedules").await;
+    assert_eq!(body["schedules"][0]["paused"], true, "{body:#}");
+    let (status, body) = api.post("/v1/schedules/holder.0/resume", json!({})).await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["paused"], false, "{body:#}");
+    let (status, _) = api.post("/v1/schedules/holder.9/pause", json!({})).await;
+    assert_eq!(status, 404);
 }
