@@ -437,3 +437,71 @@ async fn short_waits_ride_the_queue_delay_and_long_ones_the_scheduler() {
     assert!(swept.timers >= 1, "{swept:?}");
     assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
 }
+
+/// On-demand prices (us-east-1, per million): DynamoDB write and read request units, SQS
+/// requests (standard; FIFO is $0.50), Lambda requests, and Lambda compute for 256 MB arm64
+/// at 25 ms a batch.
+const PRICE_WRITE_UNIT: f64 = 0.625;
+const PRICE_READ_UNIT: f64 = 0.125;
+const PRICE_SQS_REQUEST: f64 = 0.50;
+const PRICE_LAMBDA_REQUEST: f64 = 0.20;
+const PRICE_LAMBDA_COMPUTE: f64 = 0.25 * 0.025 * 13.3334;
+
+#[tokio::test]
+async fn what_a_step_costs_on_aws() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let attendees: Vec<String> = (0..200).map(|i| format!("a{i}@example.org")).collect();
+    let name = format!("cost-{}", uuid::Uuid::now_v7().simple());
+    let input = json!({"event": {"id": name, "name": name}, "attendees": attendees, "fail": false});
+    let (id, _) = b
+        .host
+        .start_workflow("launch", None, input, "launch-cost")
+        .await
+        .expect("start");
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+    let history = b.host.store().history(&id).await.expect("history");
+    let steps = history
+        .iter()
+        .filter(|h| {
+            serde_json::to_value(&h.event)
+                .ok()
+                .is_some_and(|e| e["type"] == "step_succeeded" || e["type"] == "step_failed")
+        })
+        .count() as f64;
+    assert_eq!(
+        steps, 203.0,
+        "create_event, 200 welcomes, tell_team, maybe_fail"
+    );
+    let ddb = b.host.store().usage();
+    let sends = b
+        .host
+        .queues()
+        .usage()
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (receives, deletes, invocations) = b.env.stats.get();
+    let sqs = (sends + receives + deletes) as f64;
+    let per = |x: f64| x / steps;
+    let cost = per(ddb.write_units) * PRICE_WRITE_UNIT
+        + per(ddb.read_units) * PRICE_READ_UNIT
+        + per(sqs) * PRICE_SQS_REQUEST
+        + per(invocations as f64) * (PRICE_LAMBDA_REQUEST + PRICE_LAMBDA_COMPUTE);
+    eprintln!(
+        "per step ({steps} steps): DynamoDB {:.2} write units, {:.2} read units ({:.2} write and {:.2} read calls); SQS {:.2} requests ({sends} sends, {receives} receives, {deletes} deletes); Lambda {:.3} invocations; ${cost:.2} per million steps (Step Functions Standard: $25.00)",
+        per(ddb.write_units),
+        per(ddb.read_units),
+        per(ddb.write_requests as f64),
+        per(ddb.read_requests as f64),
+        per(sqs),
+        per(invocations as f64),
+    );
+    assert!(
+        ddb.write_units > 0.0 && ddb.read_units > 0.0,
+        "the emulator reports consumed capacity: {ddb:?}"
+    );
+    assert!(
+        cost < 25.0,
+        "${cost:.2} per million steps is not below Step Functions' $25"
+    );
+}

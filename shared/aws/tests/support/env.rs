@@ -10,7 +10,9 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use eventflow_aws::messages::Family;
 use eventflow_aws::sqs::QueueUrls;
 
-use super::events::EventSource;
+use std::sync::Arc;
+
+use super::events::{EventSource, PollStats};
 
 /// The sender identity verified in the emulator's SES.
 pub(crate) const SENDER: &str = "events@eventflow.example";
@@ -24,6 +26,8 @@ pub(crate) struct TestEnv {
     /// Queue URL to ARN, and each queue's dead-letter queue URL.
     pub(crate) arns: HashMap<String, String>,
     pub(crate) dlqs: HashMap<String, String>,
+    /// What every event source of this test did.
+    pub(crate) stats: Arc<PollStats>,
 }
 
 fn require_emulators() {
@@ -129,6 +133,7 @@ pub(crate) async fn test_env(max_receives: u32) -> TestEnv {
         urls: QueueUrls { coordinator, tasks },
         arns,
         dlqs,
+        stats: Arc::new(PollStats::default()),
     }
 }
 
@@ -140,6 +145,7 @@ impl TestEnv {
             url: url.to_owned(),
             arn: self.arns.get(url).cloned().unwrap_or_default(),
             visibility,
+            stats: Arc::clone(&self.stats),
         }
     }
 

@@ -5,9 +5,33 @@
 //! redrive policy moves them to the dead-letter queue after `maxReceiveCount` receives).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+
+/// What the event sources did, for the cost report: SQS requests they made (a Lambda event
+/// source mapping's receives and deletes are billed to the account) and the invocations.
+#[derive(Debug, Default)]
+pub(crate) struct PollStats {
+    pub(crate) receives: AtomicU64,
+    /// Receives that found nothing (a real event source long-polls: a fixed cost per queue,
+    /// not per step).
+    pub(crate) empty: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+    pub(crate) invocations: AtomicU64,
+}
+
+impl PollStats {
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        (
+            self.receives.load(Ordering::Relaxed) - self.empty.load(Ordering::Relaxed),
+            self.deletes.load(Ordering::Relaxed),
+            self.invocations.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// One queue polled like an event source mapping.
 #[derive(Debug, Clone)]
@@ -17,6 +41,7 @@ pub(crate) struct EventSource {
     pub(crate) arn: String,
     /// Seconds a received message stays invisible before it can come again.
     pub(crate) visibility: i32,
+    pub(crate) stats: Arc<PollStats>,
 }
 
 impl EventSource {
@@ -26,6 +51,7 @@ impl EventSource {
         F: FnOnce(SqsEvent) -> Fut,
         Fut: Future<Output = SqsBatchResponse>,
     {
+        self.stats.receives.fetch_add(1, Ordering::Relaxed);
         let out = self
             .client
             .receive_message()
@@ -39,6 +65,7 @@ impl EventSource {
             .expect("receive");
         let received = out.messages();
         if received.is_empty() {
+            self.stats.empty.fetch_add(1, Ordering::Relaxed);
             return 0;
         }
         let mut event = SqsEvent::default();
@@ -58,6 +85,7 @@ impl EventSource {
             }
             event.records.push(record);
         }
+        self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         let response = handler(event.clone()).await;
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -78,6 +106,7 @@ impl EventSource {
             })
             .collect();
         if !done.is_empty() {
+            self.stats.deletes.fetch_add(1, Ordering::Relaxed);
             self.client
                 .delete_message_batch()
                 .queue_url(&self.url)
