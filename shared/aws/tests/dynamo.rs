@@ -335,7 +335,8 @@ async fn a_version_is_put_once_and_never_overwritten() {
 #[tokio::test]
 async fn of_two_writers_of_one_checkpoint_one_wins_and_the_other_reapplies() {
     // Given a run with two steps in flight
-    let store = store().await;
+    let clock = Arc::new(TestClock(Mutex::new(t0())));
+    let store = store().await.with_clock(clock.clone());
     let v = two_steps();
     let started = start(&store, &v, "ex1", json!({"event": "RustConf"})).await;
     let read = store
@@ -359,15 +360,26 @@ async fn of_two_writers_of_one_checkpoint_one_wins_and_the_other_reapplies() {
         other.commit(vec![cb.clone()])
     );
     // Then exactly one wins, and the other is told of a conflict naming the run
-    let (loser_event, loser_kind, err) = match (ra, rb) {
-        (Ok(()), Err(e)) => ("b-done", ok("b", None), e),
-        (Err(e), Ok(())) => ("a-done", ok("a", None), e),
+    let (loser_event, loser_kind, loser_key, err) = match (ra, rb) {
+        (Ok(()), Err(e)) => ("b-done", ok("b", None), "ex1/b/-/1", e),
+        (Err(e), Ok(())) => ("a-done", ok("a", None), "ex1/a/-/1", e),
         other => panic!("exactly one commit must win: {other:?}"),
     };
     assert!(
         matches!(&err, StoreError::Conflict(m) if m.contains("ex1")),
         "{err}"
     );
+    // And the loser wrote nothing: its result is not recorded, its task still pending
+    assert_eq!(store.result(loser_key).await.expect("result"), None);
+    clock.set(t0() + TimeDelta::hours(1));
+    let pending: Vec<String> = store
+        .pending_tasks()
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|t| t.key().to_owned())
+        .collect();
+    assert_eq!(pending, [loser_key]);
     // When the loser re-reads and re-applies its event
     let current = store
         .checkpoint("ex1")
@@ -396,13 +408,10 @@ async fn of_two_writers_of_one_checkpoint_one_wins_and_the_other_reapplies() {
             Some(json!({"sent": true}))
         );
     }
-    let mut clock_far = store
-        .clone()
-        .with_clock(Arc::new(TestClock(Mutex::new(t0() + TimeDelta::days(1)))));
-    assert!(clock_far.pending_tasks().await.expect("tasks").is_empty());
+    clock.set(t0() + TimeDelta::days(1));
+    assert!(store.pending_tasks().await.expect("tasks").is_empty());
     // And a new run cannot take an existing run's place
-    clock_far = clock_far.for_tenant(TENANT);
-    let err = clock_far
+    let err = store
         .commit(vec![started])
         .await
         .expect_err("the run exists");
