@@ -378,6 +378,11 @@ pub trait Runs: Send + Sync + 'static {
 
     /// Told after a publish or an alias change (the triggers in force may have changed).
     async fn changed(&self) {}
+
+    /// Told after a record is put (`value` is the new record) or deleted (`None`) through the
+    /// API, so a host can re-plan what depends on it (event-relative schedules). Records
+    /// written by actions do not pass here.
+    async fn record_changed(&self, _collection: &str, _key: &str, _value: Option<&Value>) {}
 }
 
 /// Where the deliveries a tenant's hooks accepted are remembered (collection of records).
@@ -929,12 +934,19 @@ impl<R: Runs> ControlPlane for Plane<R> {
     }
 
     async fn put_record(&self, collection: &str, key: &str, value: Value) -> ApiResult<bool> {
-        Ok(self.store().put(collection, key, &value).await?.is_none())
+        let created = self.store().put(collection, key, &value).await?.is_none();
+        self.runs
+            .record_changed(collection, key, Some(&value))
+            .await;
+        Ok(created)
     }
 
     async fn delete_record(&self, collection: &str, key: &str) -> ApiResult<()> {
         match self.store().delete(collection, key).await? {
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.runs.record_changed(collection, key, None).await;
+                Ok(())
+            }
             None => Err(ApiError::not_found(format!(
                 "there is no record {collection}/{key}"
             ))),

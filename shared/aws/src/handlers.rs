@@ -235,6 +235,9 @@ pub struct Sweep {
     pub timers: usize,
     /// Attempts dispatched long ago and never answered, sent again.
     pub stuck: usize,
+    /// Runs started by cron, rate and event-relative schedules
+    /// ([`crate::schedules::fire_due`]).
+    pub schedules: usize,
 }
 
 /// At most this many due timers and stuck attempts a tick; the next tick takes the rest.
@@ -243,7 +246,8 @@ const SWEEP_LIMIT: usize = 1000;
 /// The scheduler's tick, over every tenant: due timers go to the coordinator as events (a timer
 /// that rode a queue's delay and already fired is a duplicate there, and changes nothing);
 /// attempts dispatched long ago and never answered are sent again with their run's other
-/// pending work.
+/// pending work; then due schedules and planned event-relative runs start their runs, once per
+/// slot however often the tick runs ([`crate::schedules`]).
 pub async fn tick(host: &Host<DynamoStore>) -> Result<Sweep, StoreError> {
     let now = host.now();
     let due = host
@@ -272,8 +276,10 @@ pub async fn tick(host: &Host<DynamoStore>) -> Result<Sweep, StoreError> {
     for (tenant, execution_id) in runs {
         host.for_tenant(&tenant).redispatch(&execution_id).await?;
     }
+    let schedules = Box::pin(crate::schedules::fire_due(host, now, SWEEP_LIMIT)).await?;
     Ok(Sweep {
         timers: events.len(),
         stuck: count,
+        schedules,
     })
 }

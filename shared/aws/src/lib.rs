@@ -11,6 +11,7 @@ pub mod host;
 pub mod lambda;
 pub mod messages;
 pub mod plane;
+pub mod schedules;
 pub mod ses;
 pub mod sqs;
 

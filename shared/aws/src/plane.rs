@@ -19,22 +19,18 @@ use eventflow_api::plane::{
 };
 use eventflow_engine::migrate::{self, Mapping, Reason, Summary};
 use eventflow_engine::{
-    ActionRegistry, Checkpoint, Definition, Event, EventKind, RunStatus, Timestamp, Trigger,
-    Version, next_fire,
+    ActionRegistry, Checkpoint, Definition, Event, EventKind, RunStatus, Timestamp, Version,
 };
-use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{
     Commit, StoreError, StoreResult, TenantRecord, TenantStore, VersionRecord, definition_hash,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::host::{AwsStore, Host, StartError};
+use crate::schedules::{self, EVENTS, ScheduleChangeError, ScheduleStore};
 
 /// How often a migration that lost a race with another write reads the run again.
 const ATTEMPTS: usize = 8;
-
-/// The record collection where a schedule's pause is kept (key: the schedule id).
-pub const SCHEDULES: &str = "_schedules";
 
 impl<S: AwsStore> Host<S> {
     /// Moves run `execution_id` to version `to` under `mapping`, or with `dry_run` only says
@@ -115,82 +111,26 @@ impl<S: AwsStore> AwsRuns<S> {
     pub fn host(&self) -> &Host<S> {
         &self.host
     }
+}
 
-    /// Every cron, rate and event-relative trigger of each workflow's active version, as
-    /// `(id, workflow, trigger)`; the id is `<workflow>.<index of the trigger>`.
-    async fn triggers(&self) -> ApiResult<Vec<(String, String, Trigger)>> {
+impl<S: AwsStore + ScheduleStore> AwsRuns<S> {
+    /// Pauses or resumes schedule `id`: the schedule as the API shows it after.
+    async fn set_paused(&self, id: &str, pause: bool) -> ApiResult<Value> {
         let store = self.host.store();
-        let mut out = Vec::new();
-        for workflow in store.workflows().await? {
-            let alias = match versions::current_alias(store, &workflow).await {
-                Ok(alias) => alias,
-                Err(VersionError::Store(e)) => return Err(e.into()),
-                Err(_) => continue,
-            };
-            let Some(version) = store.version(&workflow, alias.active).await? else {
-                continue;
-            };
-            for (index, trigger) in version.definition.triggers.into_iter().enumerate() {
-                if kind_of(&trigger).is_some() {
-                    out.push((format!("{workflow}.{index}"), workflow.clone(), trigger));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// A schedule as the API shows it (the shape of `eventflow serve`'s).
-    async fn view(&self, id: &str, workflow: &str, trigger: &Trigger) -> ApiResult<Value> {
-        let paused = self
-            .host
-            .store()
-            .get(SCHEDULES, id)
-            .await?
-            .and_then(|r| r.get("paused").and_then(Value::as_bool))
-            .unwrap_or(false);
-        let kind = kind_of(trigger).unwrap_or("event_relative");
-        let next_due = match trigger {
-            Trigger::Cron { .. } | Trigger::Rate { .. } => next_fire(trigger, self.host.now())
-                .map_err(|e| ApiError::invalid(format!("schedule `{id}`: {e}")))?,
-            _ => None,
-        };
-        Ok(json!({
-            "id": id,
-            "workflow_id": workflow,
-            "kind": kind,
-            "trigger": trigger,
-            "paused": paused,
-            "next_due": next_due,
-            "last_fired": Value::Null,
-            "planned": [],
-        }))
-    }
-
-    /// Pauses or resumes schedule `id`: its record in [`SCHEDULES`].
-    async fn set_paused(&self, id: &str, paused: bool) -> ApiResult<Value> {
-        let Some((id, workflow, trigger)) = self
-            .triggers()
-            .await?
-            .into_iter()
-            .find(|(found, _, _)| found == id)
-        else {
-            return Err(ApiError::not_found(format!(
-                "there is no schedule `{id}`; GET /v1/schedules lists them"
-            )));
-        };
-        let record = json!({"paused": paused, "at": self.host.now()});
-        self.host.store().put(SCHEDULES, &id, &record).await?;
-        self.view(&id, &workflow, &trigger).await
+        let schedule = schedules::set_paused(store, id, pause, self.host.now()).await?;
+        let planned = store.planned(Some(id)).await?;
+        Ok(schedules::view(&schedule, &planned))
     }
 }
 
-/// The kind of a trigger that is a schedule; `None` for a webhook.
-fn kind_of(trigger: &Trigger) -> Option<&'static str> {
-    match trigger {
-        Trigger::Cron { .. } => Some("cron"),
-        Trigger::Rate { .. } => Some("rate"),
-        Trigger::EventRelative { .. } => Some("event_relative"),
-        _ => None,
+/// How a refused change of a schedule answers.
+impl From<ScheduleChangeError> for ApiError {
+    fn from(e: ScheduleChangeError) -> Self {
+        match e {
+            ScheduleChangeError::Unknown { .. } => ApiError::not_found(e.to_string()),
+            ScheduleChangeError::Schedule { .. } => ApiError::invalid(e.to_string()),
+            ScheduleChangeError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -206,16 +146,13 @@ impl From<StartError> for ApiError {
 
 /// The AWS host's side of the plane.
 ///
-/// Schedules on AWS, precisely: `schedules()` lists the cron, rate and event-relative triggers
-/// of every workflow's active version (id `<workflow>.<trigger index>`), with `next_due` the
-/// next slot after now for cron and rate triggers, and `paused` as recorded in the
-/// [`SCHEDULES`] collection by `pause_schedule` and `resume_schedule`. What is not done yet:
-/// the scheduler function does not fire these schedules (it sweeps due timers and stuck
-/// attempts only), so nothing starts from a schedule on AWS, `last_fired` is always null, and
-/// an event-relative schedule shows no planned runs (`next_due` null). Pausing and resuming
-/// only write the record a scheduler that fires schedules must honour.
+/// Schedules are those of [`crate::schedules`]: kept in the table, brought up to date with the
+/// triggers in force after every publish and alias change ([`Runs::changed`]), event-relative
+/// runs re-planned when a record of [`EVENTS`] is put or deleted through the API
+/// ([`Runs::record_changed`]), fired by the scheduler function's tick. Pausing and resuming
+/// change the stored schedule (resuming drops the slots that passed while paused).
 #[async_trait]
-impl<S: AwsStore> Runs for AwsRuns<S> {
+impl<S: AwsStore + ScheduleStore> Runs for AwsRuns<S> {
     type Store = S;
 
     fn store(&self) -> &S {
@@ -278,11 +215,14 @@ impl<S: AwsStore> Runs for AwsRuns<S> {
     }
 
     async fn schedules(&self) -> ApiResult<Vec<Value>> {
-        let mut out = Vec::new();
-        for (id, workflow, trigger) in self.triggers().await? {
-            out.push(self.view(&id, &workflow, &trigger).await?);
-        }
-        Ok(out)
+        let store = self.host.store();
+        let planned = store.planned(None).await?;
+        Ok(store
+            .schedules()
+            .await?
+            .iter()
+            .map(|s| schedules::view(&s.schedule, &planned))
+            .collect())
     }
 
     async fn pause_schedule(&self, id: &str) -> ApiResult<Value> {
@@ -291,6 +231,30 @@ impl<S: AwsStore> Runs for AwsRuns<S> {
 
     async fn resume_schedule(&self, id: &str) -> ApiResult<Value> {
         self.set_paused(id, false).await
+    }
+
+    /// Brings the schedules up to date with the triggers now in force.
+    async fn changed(&self) {
+        match schedules::sync_schedules(&self.host).await {
+            Ok(report) => {
+                for problem in &report.problems {
+                    tracing::warn!(tenant = self.host.tenant(), %problem, "not planned");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(tenant = self.host.tenant(), %error, "schedules not brought up to date; the next publish, alias change or record write retries");
+            }
+        }
+    }
+
+    /// Re-plans an event's runs when its record in [`EVENTS`] is put or deleted.
+    async fn record_changed(&self, collection: &str, key: &str, value: Option<&Value>) {
+        if collection != EVENTS {
+            return;
+        }
+        if let Err(error) = schedules::replan_event(&self.host, key, value).await {
+            tracing::warn!(tenant = self.host.tenant(), record = key, %error, "the event's runs were not re-planned; the next publish or alias change does it");
+        }
     }
 }
 
@@ -305,7 +269,7 @@ pub struct AwsTenants<S: AwsStore> {
     registry: Arc<ActionRegistry>,
 }
 
-impl<S: AwsStore + TenantStore> AwsTenants<S> {
+impl<S: AwsStore + TenantStore + ScheduleStore> AwsTenants<S> {
     /// The tenants of `host`'s table; definitions are validated against `registry` (the one
     /// the host compiles versions with).
     pub fn new(host: Host<S>, registry: ActionRegistry) -> Self {
@@ -325,7 +289,7 @@ impl<S: AwsStore + TenantStore> AwsTenants<S> {
 }
 
 #[async_trait]
-impl<S: AwsStore + TenantStore> Tenants for AwsTenants<S> {
+impl<S: AwsStore + TenantStore + ScheduleStore> Tenants for AwsTenants<S> {
     async fn tenant(&self, tenant: &str) -> ApiResult<Option<TenantRecord>> {
         Ok(TenantStore::tenant(self.host.store(), tenant).await?)
     }

@@ -22,6 +22,7 @@
 mod executions;
 mod records;
 mod run_items;
+mod schedules;
 mod table;
 mod versions;
 
