@@ -198,6 +198,20 @@ async fn a_daily_berlin_cron_fires_once_a_slot_across_the_daylight_saving_change
         json!({"collection": "pings", "key": "daily", "record": {"batch": "${input.batch}"}}),
     ))
     .await;
+    // The schedule is in the `due` index under its own shards: the timer sweep does not see it.
+    let later = t("2026-04-30T00:00:00Z");
+    let store = b.host.store();
+    let due = store
+        .due_schedules_of_all_tenants(later, 100)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].0, TENANT);
+    let timers = store
+        .due_timers_of_all_tenants(later, 100)
+        .await
+        .expect("timers");
+    assert!(timers.is_empty(), "{timers:?}");
     let view = b.schedule("daily.0").await;
     assert_eq!(view["kind"], "cron", "{view:#}");
     assert_eq!(
