@@ -1,5 +1,5 @@
 //! The scheduler function: wiring only. EventBridge invokes it every minute;
-//! `eventflow_aws::handlers::tick` sweeps due timers and stuck attempts.
+//! `eventflow_aws::handlers::tick` sweeps due timers, stuck attempts and due schedules.
 
 // The handler futures nest the SDK's deeply; their layout needs more than the default 128.
 #![recursion_limit = "256"]

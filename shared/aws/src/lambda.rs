@@ -133,7 +133,8 @@ pub async fn serve_coordinator() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// Runs the scheduler function (what its `main.rs` calls): one sweep per invocation.
+/// Runs the scheduler function (what its `main.rs` calls): one tick per invocation (due
+/// timers, stuck attempts, due schedules of every tenant).
 pub async fn serve_scheduler() -> Result<(), lambda_runtime::Error> {
     logging();
     let config = Box::pin(sdk_config()).await;
