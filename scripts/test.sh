@@ -22,7 +22,16 @@ if [ ! -x "$venv/bin/cfn-lint" ] || [ ! -x "$venv/bin/openapi-spec-validator" ] 
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'cfn-lint==1.58.0' \
     'openapi-spec-validator==0.9.0' 'aws-sam-cli==1.170.0'
 fi
+# cargo-lambda (with ziglang, for cross-compiling) from PyPI: shared/aws/tests/lambda_watch.rs
+# runs the coordinator under `cargo lambda watch`; scripts/lambda.sh builds the bundle with it.
+if [ ! -x "$venv/bin/cargo-lambda" ]; then
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+fi
+# At the end of PATH: `cargo lambda` resolves, and the venv's python3 shadows nothing.
+export PATH="$PATH:$venv/bin"
 cargo --version
+cargo lambda --version
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
