@@ -274,7 +274,9 @@ pub async fn tick(host: &Host<DynamoStore>) -> Result<Sweep, StoreError> {
         .map(|(tenant, t)| (tenant, t.execution_id))
         .collect();
     for (tenant, execution_id) in runs {
-        host.for_tenant(&tenant).redispatch(&execution_id).await?;
+        let tenant_host = host.for_tenant(&tenant);
+        tenant_host.redispatch(&execution_id).await?;
+        tenant_host.store().postpone_deadline(&execution_id).await?;
     }
     let schedules = Box::pin(crate::schedules::fire_due(host, now, SWEEP_LIMIT)).await?;
     Ok(Sweep {

@@ -427,7 +427,8 @@ async fn results_are_idempotency_records_and_a_redelivered_commit_changes_nothin
     let v = two_steps();
     let started = start(&store, &v, "ex1", json!({})).await;
     assert_eq!(store.result("ex1/a/-/1").await.expect("result"), None);
-    // Then the tasks are pending once their deadline (15 minutes) passes, not before
+    // Then the run's tasks are pending once it made no progress for its deadline (15
+    // minutes), not before
     assert!(store.pending_tasks().await.expect("tasks").is_empty());
     clock.set(t0() + TimeDelta::minutes(16));
     let pending = store.pending_tasks().await.expect("tasks");
@@ -435,11 +436,14 @@ async fn results_are_idempotency_records_and_a_redelivered_commit_changes_nothin
     // When the answer of a is committed
     let answer = apply(&v, &next_cp(&started), "a-done", ok("a", None), t0());
     store.commit(vec![answer.clone()]).await.expect("answer");
-    // Then its result is recorded and its task no longer pending
+    // Then its result is recorded, and the run, having made progress, is not stuck; once
+    // it makes none for another deadline, only b's task is pending
     assert_eq!(
         store.result("ex1/a/-/1").await.expect("result"),
         Some(json!({"sent": true}))
     );
+    assert!(store.pending_tasks().await.expect("tasks").is_empty());
+    clock.set(t0() + TimeDelta::minutes(32));
     let pending = store.pending_tasks().await.expect("tasks");
     assert_eq!(
         pending.iter().map(Task::key).collect::<Vec<_>>(),

@@ -505,3 +505,34 @@ async fn what_a_step_costs_on_aws() {
         "${cost:.2} per million steps is not below Step Functions' $25"
     );
 }
+
+#[tokio::test]
+async fn a_run_stuck_without_progress_has_its_attempts_sent_again_by_the_scheduler() {
+    let b = bundle(5).await;
+    b.publish(launch()).await;
+    let name = format!("lost-{}", uuid::Uuid::now_v7().simple());
+    let (id, _) = b
+        .host
+        .start_workflow("launch", None, input(&name, false), "launch-lost")
+        .await
+        .expect("start");
+    // The first attempt's message is lost (taken off the queue, never handled).
+    let lost = b.env.source(&b.env.urls.tasks["records"], 5);
+    assert_eq!(
+        lost.poll(async |_| eventflow_aws::events::SqsBatchResponse::default())
+            .await,
+        1
+    );
+    // Before the deadline the scheduler leaves the run alone; after it, sends it again once.
+    let early = handlers::tick(&b.host).await.expect("tick");
+    assert_eq!(early.stuck, 0);
+    b.clock.advance(chrono::TimeDelta::minutes(16));
+    let late = handlers::tick(&b.host).await.expect("tick");
+    assert_eq!(late.stuck, 1, "{late:?}");
+    let again = handlers::tick(&b.host).await.expect("tick");
+    assert_eq!(
+        again.stuck, 0,
+        "the deadline moved on: not sent every minute"
+    );
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+}

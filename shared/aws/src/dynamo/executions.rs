@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, WriteRequest};
 use chrono::{DateTime, SecondsFormat, Utc};
-use eventflow_engine::{Checkpoint, HistoryEntry, RunStatus, Timestamp};
+use eventflow_engine::{Checkpoint, HistoryEntry, RunStatus, StepStatus, Timestamp};
 use eventflow_ports::{
     Commit, DependentStart, ExecutionStore, ExecutionSummary, StoreError, StoreResult, Task,
     TimerRecord, TimerStore,
@@ -137,7 +137,8 @@ impl Due {
     fn sk_prefix(self) -> &'static str {
         match self {
             Due::Timers => "TIMER#",
-            Due::Tasks => "TASK#",
+            // A run's deadline sits on its checkpoint (see `checkpoint_item`).
+            Due::Tasks => CP,
         }
     }
 }
@@ -314,12 +315,10 @@ impl DynamoStore {
         Ok((pk, sk, item))
     }
 
-    fn task_item(&self, t: &Task, now: Timestamp) -> StoreResult<(String, String, Item)> {
+    fn task_item(&self, t: &Task) -> StoreResult<(String, String, Item)> {
         let pk = self.pk_execution(&t.execution_id);
         let sk = format!("TASK#{}", t.key());
-        let mut item = body_item(&pk, &sk, t)?;
-        item.insert("due_shard".into(), s(due_shard('K', &pk, &sk)));
-        item.insert("due_at".into(), s(due_at(now + TASK_DEADLINE)));
+        let item = body_item(&pk, &sk, t)?;
         Ok((pk, sk, item))
     }
 
@@ -346,9 +345,8 @@ impl DynamoStore {
             let sk = format!("R#{k}");
             w.put(&pk, &sk, body_item(&pk, &sk, value)?)?;
         }
-        let now = self.clock.now();
         for t in &c.dispatched {
-            let (pk, sk, item) = self.task_item(t, now)?;
+            let (pk, sk, item) = self.task_item(t)?;
             w.put(&pk, &sk, item)?;
         }
         for f in &c.fired {
@@ -398,6 +396,13 @@ impl DynamoStore {
             "updated_at".into(),
             s(cp.updated_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
         );
+        // A run with attempts in flight is in the `due` index at its deadline: if it makes no
+        // progress (no checkpoint write) by then, the scheduler sends its attempts again. One
+        // index entry a run, moved by each checkpoint write, instead of one per attempt.
+        if in_flight(cp) {
+            item.insert("due_shard".into(), s(due_shard('K', &pk, CP)));
+            item.insert("due_at".into(), s(due_at(self.clock.now() + TASK_DEADLINE)));
+        }
         Ok(item)
     }
 
@@ -608,13 +613,44 @@ impl DynamoStore {
         limit: usize,
     ) -> StoreResult<Vec<(String, Task)>> {
         let now = due_at(self.clock.now());
-        let items = self.due_items(Due::Tasks, Some(now), None, limit).await?;
-        let mut out = items
-            .iter()
-            .map(|i| Ok((self.tenant_of(i)?, self.body::<Task>(i)?)))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let runs = self.due_items(Due::Tasks, Some(now), None, limit).await?;
+        let mut out = Vec::new();
+        for run in &runs {
+            let tenant = self.tenant_of(run)?;
+            let pk = self.attr_s(run, "pk")?.to_owned();
+            for item in self.query_prefix(&pk, "TASK#").await? {
+                out.push((tenant.clone(), self.body::<Task>(&item)?));
+            }
+        }
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Moves a stuck run's deadline on by [`TASK_DEADLINE`] once its attempts were sent
+    /// again, so the next ticks do not send them again and again; a run that made progress
+    /// meanwhile (its checkpoint rewritten, perhaps out of the index) is left as it is.
+    pub async fn postpone_deadline(&self, execution_id: &str) -> StoreResult<()> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .key("pk", s(self.pk_execution(execution_id)))
+            .key("sk", s(CP))
+            .update_expression("SET due_at = :later")
+            .condition_expression("attribute_exists(due_shard) AND due_at <= :now")
+            .expression_attribute_values(":later", s(due_at(self.clock.now() + TASK_DEADLINE)))
+            .expression_attribute_values(":now", s(due_at(self.clock.now())))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match out {
+            Ok(out) => {
+                self.usage.write(out.consumed_capacity());
+                Ok(())
+            }
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(self.call_error("UpdateItem", e)),
+        }
     }
 }
 
@@ -783,15 +819,19 @@ impl ExecutionStore for DynamoStore {
     /// Tasks of this tenant dispatched more than [`TASK_DEADLINE`] ago (by the store's clock)
     /// and not answered, found through the `due` index: what a scheduler sends again. Sending
     /// one again in a commit's `dispatched` moves its deadline on.
+    /// The attempts of this tenant's runs that made no progress by their deadline.
     async fn pending_tasks(&self) -> StoreResult<Vec<Task>> {
         let now = due_at(self.clock.now());
-        let items = self
+        let runs = self
             .due_items(Due::Tasks, Some(now), Some(self.owner()), usize::MAX)
             .await?;
-        let mut tasks = items
-            .iter()
-            .map(|i| self.body::<Task>(i))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut tasks = Vec::new();
+        for run in &runs {
+            let pk = self.attr_s(run, "pk")?.to_owned();
+            for item in self.query_prefix(&pk, "TASK#").await? {
+                tasks.push(self.body::<Task>(&item)?);
+            }
+        }
         tasks.sort_by(|a, b| a.key().cmp(b.key()));
         Ok(tasks)
     }
@@ -849,4 +889,13 @@ mod tests {
         assert_eq!(execution_of("ex1/a/-/1"), "ex1");
         assert_eq!(execution_of("ex1"), "ex1");
     }
+}
+
+/// Whether a run has attempts (or compensations) in flight: a step running or compensating.
+fn in_flight(cp: &Checkpoint) -> bool {
+    !cp.status.is_terminal()
+        && cp
+            .steps
+            .iter()
+            .any(|s| matches!(s.status, StepStatus::Running | StepStatus::Compensating))
 }

@@ -54,7 +54,8 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 pub const MAX_BODY_BYTES: usize = 350 * 1024;
 /// The size of a run's input chunks (`IN#<n>` items).
 pub const INPUT_CHUNK_BYTES: usize = 300 * 1024;
-/// Shards of the `due` index (`T00`..`T15` for timers, `K00`..`K15` for task deadlines,
+/// Shards of the `due` index (`T00`..`T15` for timers, `K00`..`K15` for the deadlines of runs
+/// with attempts in flight,
 /// `S00`..`S15` for schedules and planned runs).
 pub const DUE_SHARDS: u32 = 16;
 /// How long a dispatched task may stay unanswered before [`eventflow_ports::ExecutionStore::pending_tasks`]
