@@ -871,6 +871,15 @@ impl TimerStore for DynamoStore {
     }
 }
 
+/// Whether a run has attempts (or compensations) in flight: a step running or compensating.
+fn in_flight(cp: &Checkpoint) -> bool {
+    !cp.status.is_terminal()
+        && cp
+            .steps
+            .iter()
+            .any(|s| matches!(s.status, StepStatus::Running | StepStatus::Compensating))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,13 +898,4 @@ mod tests {
         assert_eq!(execution_of("ex1/a/-/1"), "ex1");
         assert_eq!(execution_of("ex1"), "ex1");
     }
-}
-
-/// Whether a run has attempts (or compensations) in flight: a step running or compensating.
-fn in_flight(cp: &Checkpoint) -> bool {
-    !cp.status.is_terminal()
-        && cp
-            .steps
-            .iter()
-            .any(|s| matches!(s.status, StepStatus::Running | StepStatus::Compensating))
 }
