@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use eventflow_engine::migrate::{Mapping, Reason, Summary};
 use eventflow_engine::{
     ActionRegistry, Checkpoint, Definition, EventKind, HistoryEntry, Problem, RunStatus, Timestamp,
-    Trigger, Version, dependency_cycle,
+    Trigger, Version,
 };
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{
@@ -447,25 +447,8 @@ pub fn cycle_error(workflow: &str, cycle: Vec<String>) -> ApiError {
 /// Refuses `def` when its dependencies close a cycle with the latest versions of the other
 /// workflows in `store` (told from `def`'s workflow when it is on the cycle).
 pub async fn refuse_cycles(store: &dyn VersionStore, def: &Definition) -> ApiResult<()> {
-    let mut others = Vec::new();
-    for id in store.workflows().await? {
-        if id != def.id
-            && let Some(record) = store.latest(&id).await?
-        {
-            others.push(record.definition);
-        }
-    }
-    match dependency_cycle(others.iter().chain([def])) {
-        Some(mut cycle) => {
-            cycle.pop();
-            if let Some(at) = cycle.iter().position(|w| *w == def.id) {
-                cycle.rotate_left(at);
-            }
-            if let Some(first) = cycle.first().cloned() {
-                cycle.push(first);
-            }
-            Err(cycle_error(&def.id, cycle))
-        }
+    match eventflow_ports::versions::dependency_cycle(store, def).await? {
+        Some(cycle) => Err(cycle_error(&def.id, cycle)),
         None => Ok(()),
     }
 }

@@ -147,20 +147,7 @@ impl<S: AwsStore> Host<S> {
         if let Some(v) = self.cache().get(&key) {
             return Ok(Arc::clone(v));
         }
-        let record = self.store.version(workflow, number).await?.ok_or_else(|| {
-            StoreError::Unavailable(format!(
-                "version {number} of {workflow} is not in the table"
-            ))
-        })?;
-        let version = Version::compile(record.definition, number, &self.registry).map_err(|p| {
-            StoreError::Unavailable(format!(
-                "version {number} of {workflow} no longer validates: {}",
-                p.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
+        let version = versions::compiled(&self.store, &self.registry, workflow, number).await?;
         let version = Arc::new(version);
         self.cache().insert(key, Arc::clone(&version));
         Ok(version)

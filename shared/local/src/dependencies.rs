@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use eventflow_engine::{
     Checkpoint, CompiledDependency, Definition, DependencyKind, RunStatus, Version,
-    dependency_cycle,
 };
 use eventflow_ports::versions::current_alias;
 use eventflow_ports::{DependentStart, StoreError, StoreResult, VersionStore};
@@ -46,29 +45,11 @@ pub enum PublishError {
 
 /// Refuses `def` when it closes a cycle with the latest versions of the other workflows.
 pub(crate) async fn check_cycles(store: &LocalStore, def: &Definition) -> Result<(), PublishError> {
-    let mut others = Vec::new();
-    for id in store.workflows().await? {
-        if id != def.id
-            && let Some(record) = store.latest(&id).await?
-        {
-            others.push(record.definition);
-        }
-    }
-    match dependency_cycle(others.iter().chain([def])) {
-        Some(mut cycle) => {
-            // Told from the workflow being published, when it is on the cycle.
-            cycle.pop();
-            if let Some(at) = cycle.iter().position(|w| *w == def.id) {
-                cycle.rotate_left(at);
-            }
-            if let Some(first) = cycle.first().cloned() {
-                cycle.push(first);
-            }
-            Err(PublishError::Cycle {
-                workflow: def.id.clone(),
-                cycle,
-            })
-        }
+    match eventflow_ports::versions::dependency_cycle(store, def).await? {
+        Some(cycle) => Err(PublishError::Cycle {
+            workflow: def.id.clone(),
+            cycle,
+        }),
         None => Ok(()),
     }
 }

@@ -232,26 +232,13 @@ impl Runtime {
         if let Some(v) = self.versions().get(&key) {
             return Ok(Arc::clone(v));
         }
-        let record = self
-            .shared
-            .store
-            .version(workflow_id, number)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "version {number} of {workflow_id} is not in the store"
-                ))
-            })?;
-        let version =
-            Version::compile(record.definition, number, &self.shared.registry).map_err(|p| {
-                StoreError::Unavailable(format!(
-                    "version {number} of {workflow_id} no longer validates: {}",
-                    p.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            })?;
+        let version = versions::compiled(
+            &self.shared.store,
+            &self.shared.registry,
+            workflow_id,
+            number,
+        )
+        .await?;
         let version = Arc::new(version);
         self.versions().insert(key, Arc::clone(&version));
         Ok(version)

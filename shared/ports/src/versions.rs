@@ -198,3 +198,56 @@ pub async fn retire(
         .await?;
     Ok(())
 }
+
+/// The cycle of workflow dependencies `def` would close with the latest versions of the other
+/// workflows in `versions`, told from `def`'s workflow when it is on it (the first workflow
+/// repeated at the end), or `None`.
+pub async fn dependency_cycle(
+    versions: &dyn VersionStore,
+    def: &eventflow_engine::Definition,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let mut others = Vec::new();
+    for id in versions.workflows().await? {
+        if id != def.id
+            && let Some(record) = versions.latest(&id).await?
+        {
+            others.push(record.definition);
+        }
+    }
+    let Some(mut cycle) = eventflow_engine::dependency_cycle(others.iter().chain([def])) else {
+        return Ok(None);
+    };
+    cycle.pop();
+    if let Some(at) = cycle.iter().position(|w| *w == def.id) {
+        cycle.rotate_left(at);
+    }
+    if let Some(first) = cycle.first().cloned() {
+        cycle.push(first);
+    }
+    Ok(Some(cycle))
+}
+
+/// A published version, compiled for running: read from `versions` and compiled with the
+/// host's actions. A version missing from the store, or one that no longer validates (the
+/// host lost an action it names), is a store error naming it.
+pub async fn compiled(
+    versions: &dyn VersionStore,
+    registry: &eventflow_engine::ActionRegistry,
+    workflow: &str,
+    number: u32,
+) -> Result<eventflow_engine::Version, StoreError> {
+    let record = versions.version(workflow, number).await?.ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "version {number} of {workflow} is not in the store"
+        ))
+    })?;
+    eventflow_engine::Version::compile(record.definition, number, registry).map_err(|p| {
+        StoreError::Unavailable(format!(
+            "version {number} of {workflow} no longer validates: {}",
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })
+}
