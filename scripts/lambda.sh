@@ -46,13 +46,13 @@ lambda_dir="$CARGO_TARGET_DIR/lambda"
 
 host_arch=$(uname -m)
 arch=arm64
-say "cargo lambda build --release --arm64 (cargo-lambda $(cargo lambda --version | awk '{print $2}'))"
+say "cargo lambda build --profile lambda --arm64 (cargo-lambda $(cargo lambda --version | awk '{print $2}'))"
 start=$(date +%s)
-if ! cargo lambda build --release --arm64 --locked "${packages[@]}"; then
+if ! cargo lambda build --profile lambda --arm64 --locked "${packages[@]}"; then
   arch=$host_arch
   say "NOTE: cross-compiling for arm64 failed here; building for the host ($host_arch) instead." \
     "The sizes below are $host_arch binaries, not the arm64 ones the template deploys."
-  cargo lambda build --release --locked "${packages[@]}"
+  cargo lambda build --profile lambda --locked "${packages[@]}"
 fi
 lambda_build_s=$(($(date +%s) - start))
 
