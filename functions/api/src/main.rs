@@ -17,6 +17,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda::logging();
     let config = lambda::sdk_config().await;
     let host = lambda::host(&config).await?;
-    let tenants = Arc::new(AwsTenants::new(host, eventflow_actions::registry()));
+    let tenants = Arc::new(AwsTenants::new(host));
     lambda_http::run(eventflow_api::http::router(tenants)).await
 }

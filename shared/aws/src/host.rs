@@ -137,6 +137,11 @@ impl<S: AwsStore> Host<S> {
         self.store.tenant()
     }
 
+    /// The actions versions are compiled (and definitions validated) against.
+    pub fn registry(&self) -> &ActionRegistry {
+        &self.registry
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

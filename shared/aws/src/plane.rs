@@ -94,17 +94,17 @@ impl<S: AwsStore> Host<S> {
     }
 }
 
-/// One tenant's runs on AWS: its [`Host`] and the registry definitions are checked against.
+/// One tenant's runs on AWS: its [`Host`] (whose registry definitions are checked against
+/// and versions compiled with).
 #[derive(Debug, Clone)]
 pub struct AwsRuns<S: AwsStore> {
     host: Host<S>,
-    registry: Arc<ActionRegistry>,
 }
 
 impl<S: AwsStore> AwsRuns<S> {
     /// The runs of the tenant `host` is scoped to.
-    pub fn new(host: Host<S>, registry: Arc<ActionRegistry>) -> Self {
-        AwsRuns { host, registry }
+    pub fn new(host: Host<S>) -> Self {
+        AwsRuns { host }
     }
 
     /// The tenant's host.
@@ -160,14 +160,14 @@ impl<S: AwsStore + ScheduleStore> Runs for AwsRuns<S> {
     }
 
     fn registry(&self) -> &ActionRegistry {
-        &self.registry
+        self.host.registry()
     }
 
     /// Validates the definition, refuses a cycle of dependencies with the latest versions of
     /// the tenant's other workflows, and publishes it under its content hash (a conditional
     /// put: a version is never overwritten).
     async fn publish(&self, def: &Definition) -> ApiResult<VersionRecord> {
-        let found = eventflow_engine::validate(def, &self.registry);
+        let found = eventflow_engine::validate(def, self.host.registry());
         if !found.is_empty() {
             return Err(problems(&found));
         }
@@ -266,25 +266,17 @@ pub type AwsPlane<S> = Plane<AwsRuns<S>>;
 #[derive(Debug, Clone)]
 pub struct AwsTenants<S: AwsStore> {
     host: Host<S>,
-    registry: Arc<ActionRegistry>,
 }
 
 impl<S: AwsStore + TenantStore + ScheduleStore> AwsTenants<S> {
-    /// The tenants of `host`'s table; definitions are validated against `registry` (the one
-    /// the host compiles versions with).
-    pub fn new(host: Host<S>, registry: ActionRegistry) -> Self {
-        AwsTenants {
-            host,
-            registry: Arc::new(registry),
-        }
+    /// The tenants of `host`'s table; definitions are validated against the host's registry.
+    pub fn new(host: Host<S>) -> Self {
+        AwsTenants { host }
     }
 
     /// The plane of `tenant`, with what only the AWS host offers.
     pub fn aws_plane(&self, tenant: &str) -> AwsPlane<S> {
-        Plane::new(AwsRuns::new(
-            self.host.for_tenant(tenant),
-            Arc::clone(&self.registry),
-        ))
+        Plane::new(AwsRuns::new(self.host.for_tenant(tenant)))
     }
 }
 

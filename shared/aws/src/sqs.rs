@@ -48,7 +48,6 @@ impl QueueUrls {
 #[derive(Debug, Default)]
 pub struct SqsUsage {
     pub requests: AtomicU64,
-    pub messages: AtomicU64,
 }
 
 /// The queues of one deployment.
@@ -70,10 +69,6 @@ impl Queues {
             urls,
             usage: Arc::new(SqsUsage::default()),
         }
-    }
-
-    pub fn urls(&self) -> &QueueUrls {
-        &self.urls
     }
 
     pub fn usage(&self) -> &SqsUsage {
@@ -180,9 +175,6 @@ impl Queues {
                     .send()
                     .await
                     .map_err(|e| failed(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-                self.usage
-                    .messages
-                    .fetch_add(out.successful().len() as u64, Ordering::Relaxed);
                 let refused: Vec<String> = out.failed().iter().map(|f| f.id().to_owned()).collect();
                 if refused.is_empty() {
                     break;

@@ -53,7 +53,7 @@ async fn api() -> Api {
         })
         .await
         .expect("tenant");
-    let tenants = Arc::new(AwsTenants::new(host.clone(), eventflow_actions::registry()));
+    let tenants = Arc::new(AwsTenants::new(host.clone()));
     Api {
         env,
         host,

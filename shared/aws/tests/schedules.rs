@@ -67,7 +67,7 @@ async fn bundle(now: &str) -> Bundle {
         Arc::clone(&clock) as Arc<dyn Clock>,
     );
     let host = root.for_tenant(TENANT);
-    let plane = AwsTenants::new(root, eventflow_actions::registry()).aws_plane(TENANT);
+    let plane = AwsTenants::new(root).aws_plane(TENANT);
     let ses = SesSettings {
         sender: SENDER.into(),
         notify_domain: "ops.eventflow.example".into(),

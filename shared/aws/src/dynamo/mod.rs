@@ -294,11 +294,6 @@ impl DynamoStore {
         self.usage.snapshot()
     }
 
-    /// The shared counts themselves.
-    pub fn usage_counter(&self) -> Arc<Usage> {
-        Arc::clone(&self.usage)
-    }
-
     // ---- keys -------------------------------------------------------------------------------
 
     fn pk_execution(&self, execution_id: &str) -> String {
