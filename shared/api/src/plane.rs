@@ -428,10 +428,8 @@ fn problem_list(list: &[Problem]) -> Vec<Value> {
 /// The refusal of an input that does not match the workflow's input_schema.
 pub fn input_problems(list: &[Problem]) -> ApiError {
     let first = list.first().map_or_else(String::new, |p| format!(": {p}"));
-    ApiError::invalid(format!(
-        "the input does not match the workflow's input_schema{first}"
-    ))
-    .with(json!({"problems": problem_list(list)}))
+    ApiError::invalid(format!("the input is refused{first}"))
+        .with(json!({"problems": problem_list(list)}))
 }
 
 /// The refusal of a publish whose dependencies close a cycle; `cycle` names the workflows
@@ -580,17 +578,19 @@ impl<R: Runs> Plane<R> {
     ) -> ApiResult<Started> {
         let number = versions::version_for_start(self.store(), workflow, number, key).await?;
         let version = self.runs.version(workflow, number).await?;
-        if let Err(found) = version.check_input(&input) {
-            return Err(input_problems(&found));
-        }
+        // The host checks the input (a refusal carries every problem).
         let (id, created) = self.runs.start_once(version, input, key).await?;
-        // The run the key started, with the version it started on.
-        let cp = self.checkpoint(&id).await?;
+        // A run the key started before may be on another version (the alias moved since).
+        let version = if created {
+            number
+        } else {
+            self.checkpoint(&id).await?.version
+        };
         Ok(Started {
             created,
             execution_id: id,
             workflow_id: workflow.to_owned(),
-            version: cp.version,
+            version,
         })
     }
 

@@ -53,8 +53,9 @@ pub trait AwsStore:
 /// Why a start was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Invalid(String),
+    /// The input is refused: every problem, with its path.
+    #[error("{}", eventflow_engine::Problem::join(.0))]
+    Invalid(Vec<eventflow_engine::Problem>),
     #[error(transparent)]
     Version(#[from] VersionError),
     #[error(transparent)]
@@ -171,15 +172,7 @@ impl<S: AwsStore> Host<S> {
         input: Value,
         key: &str,
     ) -> Result<(String, bool), StartError> {
-        if let Err(problems) = version.check_input(&input) {
-            return Err(StartError::Invalid(
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ));
-        }
+        version.check_input(&input).map_err(StartError::Invalid)?;
         if let Some(existing) = self.store.execution_for_key(key).await? {
             return Ok((existing, false));
         }
@@ -393,7 +386,9 @@ impl<S: AwsStore> Workflows for Host<S> {
             .await
         {
             Ok((id, _)) => Ok(id),
-            Err(StartError::Invalid(m)) => Err(ActionError::terminal("InvalidInput", m)),
+            Err(e @ StartError::Invalid(_)) => {
+                Err(ActionError::terminal("InvalidInput", e.to_string()))
+            }
             Err(StartError::Version(VersionError::Store(e)) | StartError::Store(e)) => {
                 Err(ActionError::store(e))
             }

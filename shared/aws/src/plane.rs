@@ -137,7 +137,7 @@ impl From<ScheduleChangeError> for ApiError {
 impl From<StartError> for ApiError {
     fn from(e: StartError) -> Self {
         match e {
-            StartError::Invalid(m) => ApiError::invalid(m),
+            StartError::Invalid(problems) => eventflow_api::plane::input_problems(&problems),
             StartError::Version(e) => e.into(),
             StartError::Store(e) => e.into(),
         }

@@ -68,6 +68,17 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// Every problem, one a line.
+    pub fn join(problems: &[Problem]) -> String {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)

@@ -152,7 +152,7 @@ impl From<crate::dependencies::PublishError> for ApiError {
 impl From<StartError> for ApiError {
     fn from(e: StartError) -> Self {
         match e {
-            StartError::Invalid(m) => ApiError::invalid(m),
+            StartError::Invalid(problems) => eventflow_api::plane::input_problems(&problems),
             StartError::Store(e) => e.into(),
             StartError::Stopped => ApiError::new(ErrorKind::Unavailable, e.to_string()),
         }

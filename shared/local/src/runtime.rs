@@ -52,8 +52,9 @@ pub struct Progress {
 /// Why a start was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Invalid(String),
+    /// The input is refused: every problem, with its path.
+    #[error("{}", eventflow_engine::Problem::join(.0))]
+    Invalid(Vec<eventflow_engine::Problem>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the runtime has stopped")]
@@ -325,8 +326,8 @@ impl Runtime {
             Ok((_, true)) => {}
             // Started before: the record is stale.
             Ok((_, false)) => self.forget_start(&start.key).await,
-            Err(StartError::Invalid(m)) => {
-                refused(&m);
+            Err(e @ StartError::Invalid(_)) => {
+                refused(&e);
                 self.forget_start(&start.key).await;
             }
             Err(e) => refused(&e),
@@ -380,19 +381,12 @@ impl Runtime {
         start_key: Option<String>,
         finished: Option<oneshot::Sender<RunStatus>>,
     ) -> Result<(String, bool), StartError> {
-        if let Err(problems) = version.check_input(&input) {
-            return Err(StartError::Invalid(
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ));
-        }
+        version.check_input(&input).map_err(StartError::Invalid)?;
         if let Err(e) = version.correlation_key(&input) {
-            return Err(StartError::Invalid(format!(
-                "$.correlation_key: {e}; the input must give the workflow's correlation key"
-            )));
+            return Err(StartError::Invalid(vec![eventflow_engine::Problem {
+                path: "$.correlation_key".into(),
+                message: format!("{e}; the input must give the workflow's correlation key"),
+            }]));
         }
         if let Some(key) = &start_key
             && let Some(existing) = self.shared.store.execution_for_key(key).await?
@@ -567,7 +561,9 @@ impl Workflows for Runtime {
             .await
         {
             Ok(id) => Ok(id),
-            Err(StartError::Invalid(m)) => Err(ActionError::terminal("InvalidInput", m)),
+            Err(e @ StartError::Invalid(_)) => {
+                Err(ActionError::terminal("InvalidInput", e.to_string()))
+            }
             Err(StartError::Store(e)) => Err(ActionError::store(e)),
             Err(StartError::Stopped) => {
                 Err(ActionError::retryable("Stopped", "the runtime is stopping"))
