@@ -437,19 +437,9 @@ impl Machine<'_> {
     /// an attempt that is no longer current.
     fn in_flight(&self, step: &str, item: Option<u32>, attempt: u32) -> Option<usize> {
         let i = self.v.step_index(step)?;
-        let st = &self.cp.steps[i];
-        if st.status != StepStatus::Running {
-            return None;
-        }
-        let current = match &st.fan {
-            Some(fan) => item.is_some_and(|n| {
-                fan.in_flight
-                    .iter()
-                    .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
-            }),
-            None => st.attempt == attempt && item == self.slot(i),
-        };
-        current.then_some(i)
+        self.cp.steps[i]
+            .awaits_attempt(item, attempt, self.slot(i))
+            .then_some(i)
     }
 
     fn on_success(&mut self, step: &str, item: Option<u32>, attempt: u32, output: &Value) -> bool {
@@ -744,31 +734,26 @@ impl Machine<'_> {
         let Some(i) = self.v.step_index(step) else {
             return false;
         };
-        let st = &mut self.cp.steps[i];
-        if st.status != StepStatus::Compensating {
+        if !self.cp.steps[i].awaits_compensation(item, attempt) {
             return false;
         }
+        let st = &mut self.cp.steps[i];
         let is_fan = st.fan.is_some();
         let Some(comp) = st.compensation.as_mut() else {
             return false;
         };
         if is_fan {
-            let Some(n) = item else { return false };
-            let Some(pos) = comp
+            if let Some(pos) = comp
                 .in_flight
                 .iter()
-                .position(|r| r.index == n && r.attempt == attempt && !r.backoff)
-            else {
-                return false;
-            };
-            comp.in_flight.swap_remove(pos);
+                .position(|r| Some(r.index) == item && r.attempt == attempt && !r.backoff)
+            {
+                comp.in_flight.swap_remove(pos);
+            }
             comp.done += 1;
             self.attempt_change(i, item, attempt, AttemptOutcome::Compensated, None);
             self.settle_compensation(i);
         } else {
-            if item.is_some() || comp.attempt != attempt || comp.backoff {
-                return false;
-            }
             comp.done = 1;
             self.cp.steps[i].finished_at = Some(self.now);
             self.set_status(i, StepStatus::Compensated, None);
@@ -787,25 +772,10 @@ impl Machine<'_> {
             return false;
         };
         let st = &self.cp.steps[i];
-        if st.status != StepStatus::Compensating {
+        if !st.awaits_compensation(item, attempt) {
             return false;
         }
         let is_fan = st.fan.is_some();
-        let Some(comp) = st.compensation.as_ref() else {
-            return false;
-        };
-        let current = if is_fan {
-            item.is_some_and(|n| {
-                comp.in_flight
-                    .iter()
-                    .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
-            })
-        } else {
-            item.is_none() && comp.attempt == attempt && !comp.backoff
-        };
-        if !current {
-            return false;
-        }
         let retry = self
             .cs(i)
             .compensation

@@ -323,6 +323,43 @@ pub struct StepState {
     pub compensation: Option<Box<CompensationState>>,
 }
 
+impl StepState {
+    /// Whether attempt `attempt` of this step (of item `item`; for a loop, `slot` is the
+    /// iteration) is in flight: dispatched, not answered, not waiting on a backoff.
+    pub fn awaits_attempt(&self, item: Option<u32>, attempt: u32, slot: Option<u32>) -> bool {
+        if self.status != StepStatus::Running {
+            return false;
+        }
+        match &self.fan {
+            Some(fan) => item.is_some_and(|n| {
+                fan.in_flight
+                    .iter()
+                    .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
+            }),
+            None => self.attempt == attempt && item == slot,
+        }
+    }
+
+    /// Whether compensation attempt `attempt` of this step (of item `item`) is in flight.
+    pub fn awaits_compensation(&self, item: Option<u32>, attempt: u32) -> bool {
+        if self.status != StepStatus::Compensating {
+            return false;
+        }
+        let Some(comp) = self.compensation.as_ref() else {
+            return false;
+        };
+        if self.fan.is_some() {
+            item.is_some_and(|n| {
+                comp.in_flight
+                    .iter()
+                    .any(|r| r.index == n && r.attempt == attempt && !r.backoff)
+            })
+        } else {
+            item.is_none() && comp.attempt == attempt && !comp.backoff
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -416,6 +453,42 @@ pub struct Checkpoint {
     /// The upstream runs a `waiting_for_dependency` run still waits for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<Upstream>,
+}
+
+impl Checkpoint {
+    /// Whether the run still waits for the answer to `command`: an attempt or compensation it
+    /// dispatched and has not had answered. An answer to anything else changes nothing, so a
+    /// host sends again only what this holds for.
+    pub fn awaits(&self, command: &Command) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        let (step, item, attempt, compensation) = match command {
+            Command::RunStep {
+                step,
+                item,
+                attempt,
+                ..
+            } => (step, *item, *attempt, false),
+            Command::RunCompensation {
+                step,
+                item,
+                attempt,
+                ..
+            } => (step, *item, *attempt, true),
+            _ => return false,
+        };
+        let Some(st) = self.steps.iter().find(|s| &s.id == step) else {
+            return false;
+        };
+        if compensation {
+            st.awaits_compensation(item, attempt)
+        } else {
+            // A loop's attempts carry its iteration as their item; other steps' iteration is 0.
+            let slot = (st.iteration > 0).then_some(st.iteration);
+            st.awaits_attempt(item, attempt, slot)
+        }
+    }
 }
 
 /// A run of another workflow that a run depends on (or, before it starts, the workflow alone).

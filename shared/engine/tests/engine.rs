@@ -795,3 +795,63 @@ fn a_step_started_over_gets_new_idempotency_keys() {
         "not the first run's ex1/a/-/1"
     );
 }
+
+// ---- what a run waits for -------------------------------------------------------------------
+
+/// The attempt and compensation commands among `cmds`.
+fn attempts(cmds: &[Command]) -> Vec<Command> {
+    cmds.iter()
+        .filter(|c| matches!(c, Command::RunStep { .. } | Command::RunCompensation { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_run_awaits_exactly_the_attempts_it_dispatched_and_has_not_had_answered() {
+    // Given a for_each of three items, two at a time, then a loop
+    let (mut run, cmds) = Run::start(
+        wf(json!([
+            {"id": "mail", "action": "act", "input": {"to": "${item}"},
+             "for_each": {"items": "input.to", "concurrency": 2}},
+            {"id": "poll", "action": "act", "depends_on": ["mail"],
+             "loop": {"until": "steps.poll.output.done", "max_iterations": 3}}
+        ])),
+        json!({"to": ["a", "b", "c"]}),
+    );
+    let first = attempts(&cmds);
+    assert_eq!(first.len(), 2);
+    assert!(
+        first.iter().all(|c| run.cp.awaits(c)),
+        "both items in flight"
+    );
+    // When item 0 is answered, then it is awaited no more; item 1 and the new item 2 are
+    let third = attempts(&run.ok("mail", Some(0), 1, json!({})));
+    assert!(!run.cp.awaits(&first[0]));
+    assert!(run.cp.awaits(&first[1]) && run.cp.awaits(&third[0]));
+    run.ok("mail", Some(1), 1, json!({}));
+    // And the loop's first iteration is awaited until answered, then its second is
+    let iteration1 = attempts(&run.ok("mail", Some(2), 1, json!({})));
+    assert!(run.cp.awaits(&iteration1[0]));
+    let iteration2 = attempts(&run.ok("poll", Some(1), 1, json!({"done": false})));
+    assert!(!run.cp.awaits(&iteration1[0]) && run.cp.awaits(&iteration2[0]));
+    // And nothing is awaited once the run has finished
+    let cmds = run.ok("poll", Some(2), 2, json!({"done": true}));
+    assert_eq!(finished(&cmds), Some(RunStatus::Completed));
+    assert!(!run.cp.awaits(&iteration2[0]));
+}
+
+#[test]
+fn a_rolling_back_run_awaits_its_compensations_in_flight() {
+    // Given a saga whose last step fails for good, and b and c being undone
+    let (mut run, _) = Run::start(wf_with("rollback", saga()), json!({}));
+    for step in ["a", "b", "c", "n"] {
+        run.done(step);
+    }
+    let undo = attempts(&run.fail("d", None, 1, false));
+    assert_eq!(undo.len(), 2);
+    assert!(undo.iter().all(|c| run.cp.awaits(c)));
+    // When b's compensation is answered, then only c's is awaited
+    run.compensated("b", None, 1);
+    let awaited: Vec<bool> = undo.iter().map(|c| run.cp.awaits(c)).collect();
+    assert_eq!(awaited, vec![false, true]);
+}
