@@ -50,19 +50,25 @@ pub async fn host(config: &aws_config::SdkConfig) -> Result<Host<DynamoStore>, I
     let table = std::env::var("EVENTFLOW_TABLE")
         .map_err(|_| InitError("EVENTFLOW_TABLE is not set; the template sets it".into()))?;
     let urls = QueueUrls::from_env().map_err(InitError)?;
-    Ok(host_with(config, &table, urls, Arc::new(SystemClock)))
+    Ok(host_with(
+        aws_sdk_dynamodb::Client::new(config),
+        aws_sdk_sqs::Client::new(config),
+        &table,
+        urls,
+        Arc::new(SystemClock),
+    ))
 }
 
-/// The host on a given table and queues (tests build it this way).
+/// The host on given clients, table and queues (tests build it this way).
 pub fn host_with(
-    config: &aws_config::SdkConfig,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
     table: &str,
     urls: QueueUrls,
     clock: Arc<dyn Clock>,
 ) -> Host<DynamoStore> {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(config), table, "")
-        .with_clock(Arc::clone(&clock));
-    let queues = Queues::new(aws_sdk_sqs::Client::new(config), urls);
+    let store = DynamoStore::new(dynamo, table, "").with_clock(Arc::clone(&clock));
+    let queues = Queues::new(sqs, urls);
     Host::new(
         store,
         queues,

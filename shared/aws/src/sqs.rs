@@ -4,8 +4,7 @@
 //! message is redelivered rather than anything being lost.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -44,18 +43,11 @@ impl QueueUrls {
     }
 }
 
-/// The requests made, for the cost report.
-#[derive(Debug, Default)]
-pub struct SqsUsage {
-    pub requests: AtomicU64,
-}
-
 /// The queues of one deployment.
 #[derive(Debug, Clone)]
 pub struct Queues {
     client: Client,
     urls: QueueUrls,
-    usage: Arc<SqsUsage>,
 }
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
@@ -64,15 +56,7 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
 
 impl Queues {
     pub fn new(client: Client, urls: QueueUrls) -> Queues {
-        Queues {
-            client,
-            urls,
-            usage: Arc::new(SqsUsage::default()),
-        }
-    }
-
-    pub fn usage(&self) -> &SqsUsage {
-        &self.usage
+        Queues { client, urls }
     }
 
     /// Sends events to the coordinator, in order within each run.
@@ -166,7 +150,6 @@ impl Queues {
                 pending.push(entry.build().map_err(StoreError::backend)?);
             }
             for attempt in 0..4 {
-                self.usage.requests.fetch_add(1, Ordering::Relaxed);
                 let out = self
                     .client
                     .send_message_batch()

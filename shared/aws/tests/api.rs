@@ -38,7 +38,8 @@ struct Api {
 async fn api() -> Api {
     let env = test_env(3).await;
     let host = lambda::host_with(
-        &env.config,
+        env.dynamo(),
+        env.sqs(),
         &env.table,
         env.urls.clone(),
         Arc::new(SystemClock),

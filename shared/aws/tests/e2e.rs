@@ -56,7 +56,8 @@ async fn bundle(max_receives: u32) -> Bundle {
     let env = test_env(max_receives).await;
     let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
     let host = lambda::host_with(
-        &env.config,
+        env.dynamo(),
+        env.sqs(),
         &env.table,
         env.urls.clone(),
         Arc::clone(&clock) as Arc<dyn Clock>,
@@ -321,7 +322,8 @@ async fn a_coordinator_that_dies_after_writing_and_before_sending_is_recovered_b
         1
     );
     let broken = lambda::host_with(
-        &b.env.config,
+        b.env.dynamo(),
+        b.env.sqs(),
         &b.env.table,
         QueueUrls {
             coordinator: b.env.urls.coordinator.clone(),
@@ -451,6 +453,7 @@ const PRICE_LAMBDA_COMPUTE: f64 = 0.25 * 0.025 * 13.3334;
 async fn what_a_step_costs_on_aws() {
     let b = bundle(5).await;
     b.publish(launch()).await;
+    let before = b.env.meter.bill();
     let attendees: Vec<String> = (0..200).map(|i| format!("a{i}@example.org")).collect();
     let name = format!("cost-{}", uuid::Uuid::now_v7().simple());
     let input = json!({"event": {"id": name, "name": name}, "attendees": attendees, "fail": false});
@@ -473,32 +476,28 @@ async fn what_a_step_costs_on_aws() {
         steps, 203.0,
         "create_event, 200 welcomes, tell_team, maybe_fail"
     );
-    let ddb = b.host.store().usage();
-    let sends = b
-        .host
-        .queues()
-        .usage()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let (receives, deletes, invocations) = b.env.stats.get();
-    let sqs = (sends + receives + deletes) as f64;
+    let bill = b.env.meter.bill().since(&before);
+    let (_, _, invocations) = b.env.stats.get();
     let per = |x: f64| x / steps;
-    let cost = per(ddb.write_units) * PRICE_WRITE_UNIT
-        + per(ddb.read_units) * PRICE_READ_UNIT
-        + per(sqs) * PRICE_SQS_REQUEST
+    let cost = per(bill.write_units) * PRICE_WRITE_UNIT
+        + per(bill.read_units) * PRICE_READ_UNIT
+        + per(bill.sqs_requests as f64) * PRICE_SQS_REQUEST
         + per(invocations as f64) * (PRICE_LAMBDA_REQUEST + PRICE_LAMBDA_COMPUTE);
     eprintln!(
-        "per step ({steps} steps): DynamoDB {:.2} write units, {:.2} read units ({:.2} write and {:.2} read calls); SQS {:.2} requests ({sends} sends, {receives} receives, {deletes} deletes); Lambda {:.3} invocations; ${cost:.2} per million steps (Step Functions Standard: $25.00)",
-        per(ddb.write_units),
-        per(ddb.read_units),
-        per(ddb.write_requests as f64),
-        per(ddb.read_requests as f64),
-        per(sqs),
+        "per step ({steps} steps): DynamoDB {:.2} write units ({:.2} of them the indexes'), {:.2} read units, {:.2} calls; SQS {:.2} requests; Lambda {:.3} invocations; ${cost:.2} per million steps (Step Functions Standard: $25.00)",
+        per(bill.write_units),
+        per(bill.index_write_units),
+        per(bill.read_units),
+        per(bill.dynamo_calls as f64),
+        per(bill.sqs_requests as f64),
         per(invocations as f64),
     );
+    for (kind, units) in b.env.meter.writes_by_kind() {
+        eprintln!("  {kind}: {:.2} write units per step", per(units));
+    }
     assert!(
-        ddb.write_units > 0.0 && ddb.read_units > 0.0,
-        "the emulator reports consumed capacity: {ddb:?}"
+        bill.write_units > steps && bill.sqs_requests > 0,
+        "every step writes and is carried by SQS: {bill:?}"
     );
     assert!(
         cost < 25.0,

@@ -61,7 +61,8 @@ async fn bundle(now: &str) -> Bundle {
     let env = test_env(5).await;
     let clock = Arc::new(TestClock(Mutex::new(t(now))));
     let root = lambda::host_with(
-        &env.config,
+        env.dynamo(),
+        env.sqs(),
         &env.table,
         env.urls.clone(),
         Arc::clone(&clock) as Arc<dyn Clock>,

@@ -43,9 +43,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::{
-    DUE_SHARDS, DynamoStore, INPUT_CHUNK_BYTES, Item, ReturnConsumedCapacity, TASK_DEADLINE,
-    body_item, body_json, delete_request, due_at, due_shard, is_conditional, key, n, put_request,
-    s,
+    DUE_SHARDS, DynamoStore, INPUT_CHUNK_BYTES, Item, TASK_DEADLINE, body_item, body_json,
+    delete_request, due_at, due_shard, is_conditional, key, n, put_request, s,
 };
 
 /// How old a history entry beyond the checkpoint must be before another event's entry may
@@ -194,21 +193,14 @@ impl DynamoStore {
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await;
             let existing = match result {
-                Ok(out) => {
-                    self.usage.write(out.consumed_capacity());
-                    continue;
-                }
-                Err(e) if is_conditional(&e) => {
-                    self.usage.refused_write();
-                    match e.as_service_error() {
-                        Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                        _ => None,
-                    }
-                }
+                Ok(_) => continue,
+                Err(e) if is_conditional(&e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => None,
+                },
                 Err(e) => return Err(self.call_error("PutItem", e)),
             };
             // Emulators may not return the item that failed the condition.
@@ -262,17 +254,13 @@ impl DynamoStore {
             .table_name(&*self.table)
             .set_item(Some(item))
             .condition_expression("event_id = :event AND written_at = :written")
-            .expression_attribute_values(":event", s(their_event))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            .expression_attribute_values(":event", s(their_event));
         update = match existing.get("written_at") {
             Some(w) => update.expression_attribute_values(":written", w.clone()),
             None => update.expression_attribute_values(":written", n(0)),
         };
         match update.send().await {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) if is_conditional(&e) => Err(StoreError::Conflict(format!(
                 "execution {execution_id}: another writer replaced the uncommitted seq {} first; re-read the checkpoint and apply the event again",
                 entry.seq
@@ -418,8 +406,7 @@ impl DynamoStore {
             .put_item()
             .table_name(&*self.table)
             .set_item(Some(item))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(seq) => put
@@ -427,12 +414,8 @@ impl DynamoStore {
                 .expression_attribute_values(":expected", n(seq)),
         };
         match put.send().await {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) if is_conditional(&e) => {
-                self.usage.refused_write();
                 let stored = match e.as_service_error() {
                     Some(PutItemError::ConditionalCheckFailedException(c)) => c
                         .item()
@@ -538,8 +521,7 @@ impl DynamoStore {
                 .filter_expression(filter)
                 .expression_attribute_values(":kind", s(kind.sk_prefix()))
                 .limit(DUE_PAGE)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+                .set_exclusive_start_key(start.take());
             q = match &until {
                 Some(until) => q
                     .key_condition_expression("due_shard = :shard AND due_at <= :until")
@@ -550,7 +532,6 @@ impl DynamoStore {
                 q = q.expression_attribute_values(":owner", s(owner));
             }
             let page = q.send().await.map_err(|e| self.call_error("Query", e))?;
-            self.usage.read(page.consumed_capacity());
             out.extend(page.items.unwrap_or_default());
             if out.len() >= want {
                 out.truncate(want);
@@ -640,14 +621,10 @@ impl DynamoStore {
             .condition_expression("attribute_exists(due_shard) AND due_at <= :now")
             .expression_attribute_values(":later", s(due_at(self.clock.now() + TASK_DEADLINE)))
             .expression_attribute_values(":now", s(due_at(self.clock.now())))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match out {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) if is_conditional(&e) => Ok(()),
             Err(e) => Err(self.call_error("UpdateItem", e)),
         }
@@ -752,8 +729,7 @@ impl ExecutionStore for DynamoStore {
                 .key_condition_expression("runs_pk = :runs")
                 .expression_attribute_values(":runs", s(format!("{}#RUNS", self.tenant)))
                 .set_filter_expression(filter.clone())
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total);
+                .set_exclusive_start_key(start.take());
             if let Some(st) = status {
                 q = q
                     .expression_attribute_names("#status", "status")
@@ -763,7 +739,6 @@ impl ExecutionStore for DynamoStore {
                 q = q.expression_attribute_values(":workflow", s(w));
             }
             let page = q.send().await.map_err(|e| self.call_error("Query", e))?;
-            self.usage.read(page.consumed_capacity());
             rows.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),

@@ -9,10 +9,6 @@
 //! input is split in 300 KB chunks, and any other body over 350 KB is refused with
 //! [`DynamoError::ItemTooLarge`] (never truncated).
 //!
-//! Every call asks for its consumed capacity, added up in the store's [`Usage`] (shared by
-//! the clones and by [`DynamoStore::for_tenant`]): [`DynamoStore::usage`] gives the read and
-//! write units spent so far, which the cost report divides by the steps run.
-//!
 //! [`VersionStore`]: eventflow_ports::VersionStore
 //! [`ExecutionStore`]: eventflow_ports::ExecutionStore
 //! [`TimerStore`]: eventflow_ports::TimerStore
@@ -28,15 +24,12 @@ mod versions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConsumedCapacity, DeleteRequest, PutRequest, ReturnConsumedCapacity,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::{SecondsFormat, Utc};
 use eventflow_engine::Timestamp;
 use eventflow_ports::{Clock, StoreError, StoreResult};
@@ -131,90 +124,6 @@ fn is_conditional<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
-/// Counts of what the store's calls consumed, kept with atomics so counting costs nothing
-/// worth measuring. Units are kept in thousandths.
-#[derive(Debug, Default)]
-pub struct Usage {
-    read_milli: AtomicU64,
-    write_milli: AtomicU64,
-    read_requests: AtomicU64,
-    write_requests: AtomicU64,
-}
-
-/// What a [`Usage`] counted up to a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct UsageSnapshot {
-    /// Read capacity units consumed (as DynamoDB reported them).
-    pub read_units: f64,
-    /// Write capacity units consumed (index writes included, as DynamoDB reported them), plus
-    /// one for each write refused by its condition (charged, but not reported).
-    pub write_units: f64,
-    /// Calls that read (GetItem, Query, BatchGetItem pages).
-    pub read_requests: u64,
-    /// Calls that wrote (PutItem, UpdateItem, DeleteItem, BatchWriteItem).
-    pub write_requests: u64,
-}
-
-impl UsageSnapshot {
-    /// What was consumed between `earlier` and this snapshot.
-    pub fn since(&self, earlier: &UsageSnapshot) -> UsageSnapshot {
-        UsageSnapshot {
-            read_units: self.read_units - earlier.read_units,
-            write_units: self.write_units - earlier.write_units,
-            read_requests: self.read_requests.saturating_sub(earlier.read_requests),
-            write_requests: self.write_requests.saturating_sub(earlier.write_requests),
-        }
-    }
-}
-
-fn milli(units: f64) -> u64 {
-    if units.is_finite() && units > 0.0 {
-        (units * 1000.0).round() as u64
-    } else {
-        0
-    }
-}
-
-impl Usage {
-    /// The counts so far.
-    pub fn snapshot(&self) -> UsageSnapshot {
-        UsageSnapshot {
-            read_units: self.read_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-            write_units: self.write_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-            read_requests: self.read_requests.load(Ordering::Relaxed),
-            write_requests: self.write_requests.load(Ordering::Relaxed),
-        }
-    }
-
-    fn units(c: &ConsumedCapacity, write: bool) -> f64 {
-        let specific = if write {
-            c.write_capacity_units()
-        } else {
-            c.read_capacity_units()
-        };
-        c.capacity_units().or(specific).unwrap_or(0.0)
-    }
-
-    pub(crate) fn read<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        self.read_requests.fetch_add(1, Ordering::Relaxed);
-        let units: f64 = consumed.into_iter().map(|c| Usage::units(c, false)).sum();
-        self.read_milli.fetch_add(milli(units), Ordering::Relaxed);
-    }
-
-    /// A write refused by its condition: DynamoDB charges it (one unit for a small item) but
-    /// reports nothing, so one unit is counted.
-    pub(crate) fn refused_write(&self) {
-        self.write_requests.fetch_add(1, Ordering::Relaxed);
-        self.write_milli.fetch_add(1000, Ordering::Relaxed);
-    }
-
-    pub(crate) fn write<'a>(&self, consumed: impl IntoIterator<Item = &'a ConsumedCapacity>) {
-        self.write_requests.fetch_add(1, Ordering::Relaxed);
-        let units: f64 = consumed.into_iter().map(|c| Usage::units(c, true)).sum();
-        self.write_milli.fetch_add(milli(units), Ordering::Relaxed);
-    }
-}
-
 /// The time of the host, for task deadlines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
@@ -225,8 +134,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// The ports of one tenant on one DynamoDB table. Cheap to clone: the client, the table name
-/// and the capacity counts are shared.
+/// The ports of one tenant on one DynamoDB table. Cheap to clone: the client and the table
+/// name are shared.
 ///
 /// A tenant name should not contain `#`, which separates the parts of a key.
 #[derive(Clone)]
@@ -234,7 +143,6 @@ pub struct DynamoStore {
     client: Client,
     table: Arc<str>,
     tenant: String,
-    usage: Arc<Usage>,
     clock: Arc<dyn Clock>,
 }
 
@@ -255,12 +163,11 @@ impl DynamoStore {
             client,
             table: Arc::from(table.into()),
             tenant: tenant.into(),
-            usage: Arc::default(),
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// The same table and client for another tenant; the capacity counts stay shared.
+    /// The same table and client for another tenant.
     pub fn for_tenant(&self, tenant: impl Into<String>) -> Self {
         DynamoStore {
             tenant: tenant.into(),
@@ -286,12 +193,6 @@ impl DynamoStore {
     /// The client, for what this module does not cover.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// Capacity units and calls consumed so far by this store and every store sharing its
-    /// counts (its clones and [`DynamoStore::for_tenant`]).
-    pub fn usage(&self) -> UsageSnapshot {
-        self.usage.snapshot()
     }
 
     // ---- keys -------------------------------------------------------------------------------
@@ -385,11 +286,9 @@ impl DynamoStore {
             .key("pk", s(pk))
             .key("sk", s(sk))
             .consistent_read(true)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| self.call_error("GetItem", e))?;
-        self.usage.read(out.consumed_capacity());
         Ok(out.item)
     }
 
@@ -401,11 +300,9 @@ impl DynamoStore {
             .table_name(&*self.table)
             .set_item(Some(item))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| self.call_error("PutItem", e))?;
-        self.usage.write(out.consumed_capacity());
         Ok(out.attributes.filter(|a| !a.is_empty()))
     }
 
@@ -417,18 +314,11 @@ impl DynamoStore {
             .table_name(&*self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(true)
-            }
-            Err(e) if is_conditional(&e) => {
-                self.usage.refused_write();
-                Ok(false)
-            }
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
             Err(e) => Err(self.call_error("PutItem", e)),
         }
     }
@@ -442,11 +332,9 @@ impl DynamoStore {
             .key("pk", s(pk))
             .key("sk", s(sk))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| self.call_error("DeleteItem", e))?;
-        self.usage.write(out.consumed_capacity());
         Ok(out.attributes.filter(|a| !a.is_empty()))
     }
 
@@ -479,11 +367,9 @@ impl DynamoStore {
                 .scan_index_forward(forward)
                 .set_limit(limit)
                 .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| self.call_error("Query", e))?;
-            self.usage.read(page.consumed_capacity());
             out.extend(page.items.unwrap_or_default());
             if let Some(limit) = limit
                 && out.len() >= usize::try_from(limit).unwrap_or(usize::MAX)
@@ -524,11 +410,9 @@ impl DynamoStore {
                     .client
                     .batch_write_item()
                     .request_items(self.table.to_string(), chunk)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| self.call_error("BatchWriteItem", e))?;
-                self.usage.write(out.consumed_capacity());
                 chunk = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&*self.table))
@@ -573,11 +457,9 @@ impl DynamoStore {
                     .client
                     .batch_get_item()
                     .request_items(self.table.to_string(), request)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| self.call_error("BatchGetItem", e))?;
-                self.usage.read(result.consumed_capacity());
                 if let Some(mut r) = result.responses
                     && let Some(items) = r.remove(&*self.table)
                 {

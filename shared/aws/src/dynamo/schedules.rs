@@ -10,7 +10,6 @@
 //! the other's items. A schedule leaves the index by being written without the two attributes.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
 use eventflow_engine::Timestamp;
 use eventflow_ports::{StoreError, StoreResult};
 use serde_json::Value;
@@ -121,11 +120,9 @@ impl DynamoStore {
                 .expression_attribute_values(":until", s(&until))
                 .limit(DUE_PAGE)
                 .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| self.call_error("Query", e))?;
-            self.usage.read(page.consumed_capacity());
             out.extend(page.items.unwrap_or_default());
             if out.len() >= want {
                 out.truncate(want);
@@ -178,8 +175,7 @@ impl ScheduleStore for DynamoStore {
             .client
             .put_item()
             .table_name(&*self.table)
-            .set_item(Some(item))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+            .set_item(Some(item));
         put = match rev {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(rev) => put
@@ -187,20 +183,14 @@ impl ScheduleStore for DynamoStore {
                 .expression_attribute_values(":rev", n(rev)),
         };
         match put.send().await {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
-            Err(e) if is_conditional(&e) => {
-                self.usage.refused_write();
-                Err(StoreError::Conflict(match rev {
-                    None => format!("schedule {} exists already", schedule.id),
-                    Some(rev) => format!(
-                        "schedule {} is no longer at revision {rev}; read it again",
-                        schedule.id
-                    ),
-                }))
-            }
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Err(StoreError::Conflict(match rev {
+                None => format!("schedule {} exists already", schedule.id),
+                Some(rev) => format!(
+                    "schedule {} is no longer at revision {rev}; read it again",
+                    schedule.id
+                ),
+            })),
             Err(e) => Err(self.call_error("PutItem", e)),
         }
     }

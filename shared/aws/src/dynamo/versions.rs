@@ -8,7 +8,7 @@ use eventflow_ports::{
     Alias, Canary, StoreError, StoreResult, VersionRecord, VersionState, VersionStore,
 };
 
-use super::{DynamoStore, Item, ReturnConsumedCapacity, check_size, is_conditional, key, n, s};
+use super::{DynamoStore, Item, check_size, is_conditional, key, n, s};
 
 /// How many numbers a publisher tries when others keep taking the next one first.
 const PUBLISH_ATTEMPTS: u32 = 64;
@@ -90,18 +90,11 @@ impl DynamoStore {
             .expression_attribute_names("#number", "number")
             .expression_attribute_values(":from", n(from))
             .expression_attribute_values(":to", n(to))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
-            Err(e) if is_conditional(&e) => {
-                self.usage.refused_write();
-                Ok(())
-            }
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
             Err(e) => Err(self.call_error("UpdateItem", e)),
         }
     }
@@ -236,14 +229,10 @@ impl VersionStore for DynamoStore {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state_name(state)))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(out) => {
-                self.usage.write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) if is_conditional(&e) => Err(StoreError::Conflict(format!(
                 "{workflow_id} has no version {number}"
             ))),

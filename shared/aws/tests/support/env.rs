@@ -13,6 +13,7 @@ use eventflow_aws::sqs::QueueUrls;
 use std::sync::Arc;
 
 use super::events::{EventSource, PollStats};
+use super::meter::{IndexSpec, Meter};
 
 /// The sender identity verified in the emulator's SES.
 pub(crate) const SENDER: &str = "events@eventflow.example";
@@ -28,6 +29,8 @@ pub(crate) struct TestEnv {
     pub(crate) dlqs: HashMap<String, String>,
     /// What every event source of this test did.
     pub(crate) stats: Arc<PollStats>,
+    /// What the calls of the clients below cost.
+    pub(crate) meter: Meter,
 }
 
 fn require_emulators() {
@@ -121,6 +124,7 @@ pub(crate) async fn test_env(max_receives: u32) -> TestEnv {
         dlqs.insert(url.clone(), dlq);
         tasks.insert(f.name(), url);
     }
+    let meter = Meter::new(indexes(&ddb, &table).await);
     aws_sdk_ses::Client::new(&config)
         .verify_email_identity()
         .email_address(SENDER)
@@ -134,14 +138,65 @@ pub(crate) async fn test_env(max_receives: u32) -> TestEnv {
         arns,
         dlqs,
         stats: Arc::new(PollStats::default()),
+        meter,
     }
 }
 
+/// The indexes of `table`, as DynamoDB describes them.
+async fn indexes(ddb: &aws_sdk_dynamodb::Client, table: &str) -> Vec<IndexSpec> {
+    use aws_sdk_dynamodb::types::ProjectionType;
+    let out = ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("describe table");
+    out.table()
+        .map(|t| t.global_secondary_indexes())
+        .unwrap_or_default()
+        .iter()
+        .map(|ix| {
+            let projection = ix.projection();
+            IndexSpec {
+                keys: ix
+                    .key_schema()
+                    .iter()
+                    .map(|k| k.attribute_name().to_owned())
+                    .collect(),
+                projected: match projection.and_then(|p| p.projection_type()) {
+                    Some(ProjectionType::All) => None,
+                    _ => Some(
+                        projection
+                            .map(|p| p.non_key_attributes().to_vec())
+                            .unwrap_or_default(),
+                    ),
+                },
+            }
+        })
+        .collect()
+}
+
 impl TestEnv {
+    /// A DynamoDB client whose calls the meter bills.
+    pub(crate) fn dynamo(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.config)
+            .interceptor(self.meter.clone())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// An SQS client whose calls the meter bills.
+    pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::from(&self.config)
+            .interceptor(self.meter.clone())
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
     /// The queue at `url`, polled like an event source mapping.
     pub(crate) fn source(&self, url: &str, visibility: i32) -> EventSource {
         EventSource {
-            client: aws_sdk_sqs::Client::new(&self.config),
+            client: self.sqs(),
             url: url.to_owned(),
             arn: self.arns.get(url).cloned().unwrap_or_default(),
             visibility,
