@@ -42,9 +42,6 @@ fn id_of(m: &SqsMessage) -> String {
 /// A received message: its id, and its event (or why it has none).
 type Received = (String, Result<EventMessage, MessageError>);
 
-/// Makes the outbox of a tenant's store.
-pub type OutboxFor<S> = Arc<dyn Fn(&S) -> Arc<dyn Outbox> + Send + Sync>;
-
 /// The coordinator: applies each run's events in order, one apply per run per batch.
 ///
 /// On a FIFO queue a failed message must hold back those after it in its group, so every
@@ -116,8 +113,8 @@ pub struct Worker<S: AwsStore> {
     pub host: Host<S>,
     pub family: Family,
     pub actions: HashMap<&'static str, Arc<dyn Action>>,
-    /// The outbox of a tenant (its sent-message records are the tenant's).
-    pub outbox: OutboxFor<S>,
+    /// Where emails and notifications go (every tenant's).
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl<S: AwsStore> std::fmt::Debug for Worker<S> {
@@ -190,7 +187,7 @@ async fn work_one<S: AwsStore>(
                 None => {
                     let world = World {
                         records: Arc::new(store.clone()),
-                        outbox: (worker.outbox)(store),
+                        outbox: Arc::clone(&worker.outbox),
                         workflows: Arc::new(host.clone()),
                     };
                     let outcome = Box::pin(attempt::run(&task, &worker.actions, &world)).await;

@@ -9,7 +9,6 @@ use eventflow_ports::Clock;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use eventflow_ports::Outbox;
 
 use crate::dynamo::{DynamoStore, SystemClock};
 use crate::handlers::{Sweep, Worker, coordinate, tick, work};
@@ -93,19 +92,11 @@ pub fn worker(
         .into_iter()
         .filter(|(name, _)| family.runs(name))
         .collect();
-    let client = aws_sdk_ses::Client::new(config);
     Ok(Worker {
         host,
         family,
         actions,
-        outbox: Arc::new(move |store: &DynamoStore| {
-            let outbox: Arc<dyn Outbox> = Arc::new(SesOutbox::new(
-                client.clone(),
-                ses.clone(),
-                Arc::new(store.clone()),
-            ));
-            outbox
-        }),
+        outbox: Arc::new(SesOutbox::new(aws_sdk_ses::Client::new(config), ses)),
     })
 }
 

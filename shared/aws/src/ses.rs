@@ -2,21 +2,16 @@
 //! channel's address (`<channel>@<EVENTFLOW_NOTIFY_DOMAIN>`; most chat tools give a channel
 //! one).
 //!
-//! Sending is once per attempt key: the message id SES returned is kept as a record
-//! (`_messages/<key>`), and a redelivered attempt finds it and sends nothing. The one window
-//! left is a crash between SES accepting a message and the record being written: the
-//! redelivery then sends it again (at least once, never lost).
-
-use std::sync::Arc;
+//! Sending is once per attempt: the worker records an attempt's result before it answers, and
+//! a redelivered attempt that finds the result answers with it instead of acting, so the
+//! outbox keeps no record of its own (that would be a second write per email for the same
+//! guarantee). The one window left is a crash between SES accepting a message and the result
+//! being recorded: the redelivery then sends it again (at least once, never lost).
 
 use async_trait::async_trait;
 use aws_sdk_ses::Client;
 use aws_sdk_ses::types::{Body, Content, Destination, Message as SesMessage};
-use eventflow_ports::{Message, Outbox, RecordStore, StoreError, StoreResult};
-use serde_json::json;
-
-/// Where sent messages' ids are kept, by attempt key.
-const SENT: &str = "_messages";
+use eventflow_ports::{Message, Outbox, StoreError, StoreResult};
 
 /// The sending identity and the notification domain, read once at init.
 #[derive(Debug, Clone)]
@@ -42,29 +37,16 @@ impl SesSettings {
     }
 }
 
-/// The SES outbox of one tenant (its sent-message records are the tenant's).
-#[derive(Clone)]
+/// The SES outbox.
+#[derive(Debug, Clone)]
 pub struct SesOutbox {
     client: Client,
     settings: SesSettings,
-    records: Arc<dyn RecordStore>,
-}
-
-impl std::fmt::Debug for SesOutbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SesOutbox")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 impl SesOutbox {
-    pub fn new(client: Client, settings: SesSettings, records: Arc<dyn RecordStore>) -> Self {
-        SesOutbox {
-            client,
-            settings,
-            records,
-        }
+    pub fn new(client: Client, settings: SesSettings) -> Self {
+        SesOutbox { client, settings }
     }
 
     fn recipients(&self, message: &Message) -> Vec<String> {
@@ -91,11 +73,6 @@ fn content(text: &str) -> Result<Content, StoreError> {
 #[async_trait]
 impl Outbox for SesOutbox {
     async fn send(&self, message: &Message) -> StoreResult<String> {
-        if let Some(sent) = self.records.get(SENT, &message.key).await?
-            && let Some(id) = sent.get("message_id").and_then(|v| v.as_str())
-        {
-            return Ok(id.to_owned());
-        }
         let from = if message.from.contains('@') {
             message.from.clone()
         } else {
@@ -123,14 +100,6 @@ impl Outbox for SesOutbox {
                     aws_sdk_ses::error::DisplayErrorContext(e)
                 ))
             })?;
-        let id = out.message_id().to_owned();
-        self.records
-            .put(
-                SENT,
-                &message.key,
-                &json!({"message_id": id, "kind": message.kind}),
-            )
-            .await?;
-        Ok(id)
+        Ok(out.message_id().to_owned())
     }
 }
