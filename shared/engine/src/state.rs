@@ -340,6 +340,19 @@ impl StepState {
         }
     }
 
+    /// How many attempts and compensations of this step are in flight: as many as
+    /// [`StepState::awaits_attempt`] and [`StepState::awaits_compensation`] hold for.
+    pub fn awaited(&self) -> usize {
+        let running = |runs: &[ItemRun]| runs.iter().filter(|r| !r.backoff).count();
+        match (self.status, &self.fan, &self.compensation) {
+            (StepStatus::Running, Some(fan), _) => running(&fan.in_flight),
+            (StepStatus::Running, None, _) => 1,
+            (StepStatus::Compensating, Some(_), Some(comp)) => running(&comp.in_flight),
+            (StepStatus::Compensating, None, Some(comp)) => usize::from(!comp.backoff),
+            _ => 0,
+        }
+    }
+
     /// Whether compensation attempt `attempt` of this step (of item `item`) is in flight.
     pub fn awaits_compensation(&self, item: Option<u32>, attempt: u32) -> bool {
         if self.status != StepStatus::Compensating {
@@ -488,6 +501,15 @@ impl Checkpoint {
             let slot = (st.iteration > 0).then_some(st.iteration);
             st.awaits_attempt(item, attempt, slot)
         }
+    }
+
+    /// How many attempts and compensations the run waits for: the commands [`Checkpoint::awaits`]
+    /// holds for, counted (a host looking for them can stop once it has found this many).
+    pub fn awaited(&self) -> usize {
+        if self.status.is_terminal() {
+            return 0;
+        }
+        self.steps.iter().map(StepState::awaited).sum()
     }
 }
 

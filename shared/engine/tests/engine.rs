@@ -828,16 +828,19 @@ fn a_run_awaits_exactly_the_attempts_it_dispatched_and_has_not_had_answered() {
     let third = attempts(&run.ok("mail", Some(0), 1, json!({})));
     assert!(!run.cp.awaits(&first[0]));
     assert!(run.cp.awaits(&first[1]) && run.cp.awaits(&third[0]));
+    assert_eq!(run.cp.awaited(), 2);
     run.ok("mail", Some(1), 1, json!({}));
     // And the loop's first iteration is awaited until answered, then its second is
     let iteration1 = attempts(&run.ok("mail", Some(2), 1, json!({})));
     assert!(run.cp.awaits(&iteration1[0]));
+    assert_eq!(run.cp.awaited(), 1);
     let iteration2 = attempts(&run.ok("poll", Some(1), 1, json!({"done": false})));
     assert!(!run.cp.awaits(&iteration1[0]) && run.cp.awaits(&iteration2[0]));
     // And nothing is awaited once the run has finished
     let cmds = run.ok("poll", Some(2), 2, json!({"done": true}));
     assert_eq!(finished(&cmds), Some(RunStatus::Completed));
     assert!(!run.cp.awaits(&iteration2[0]));
+    assert_eq!(run.cp.awaited(), 0);
 }
 
 #[test]
@@ -854,4 +857,5 @@ fn a_rolling_back_run_awaits_its_compensations_in_flight() {
     run.compensated("b", None, 1);
     let awaited: Vec<bool> = undo.iter().map(|c| run.cp.awaits(c)).collect();
     assert_eq!(awaited, vec![false, true]);
+    assert_eq!(run.cp.awaited(), 1);
 }
