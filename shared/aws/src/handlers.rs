@@ -174,12 +174,25 @@ async fn work_one<S: AwsStore>(
             tenant,
             execution_id,
             key,
+            logged_at,
+            task,
         } => {
             let host = worker.host.for_tenant(&tenant);
             let store = host.store();
-            let Some(task) = store.task(&execution_id, &key).await? else {
-                // Answered and applied already: nothing left to do.
-                return Ok(None);
+            let task = match task {
+                Some(task) => *task,
+                None => match store.logged_task(&execution_id, logged_at, &key).await? {
+                    Some(task) => task,
+                    None => {
+                        tracing::warn!(
+                            execution_id,
+                            key,
+                            logged_at,
+                            "an attempt not in its run's log was dropped"
+                        );
+                        return Ok(None);
+                    }
+                },
             };
             let recorded = store.result(&key).await?;
             let outcome = match recorded {
@@ -264,21 +277,16 @@ pub async fn tick(host: &Host<DynamoStore>) -> Result<Sweep, StoreError> {
         })
         .collect();
     host.queues().send_events(&events).await?;
-    let stuck = host.store().stuck_tasks_of_all_tenants(SWEEP_LIMIT).await?;
-    let count = stuck.len();
-    let runs: std::collections::BTreeSet<(String, String)> = stuck
-        .into_iter()
-        .map(|(tenant, t)| (tenant, t.execution_id))
-        .collect();
-    for (tenant, execution_id) in runs {
+    let mut stuck = 0;
+    for (tenant, execution_id) in host.store().stuck_runs_of_all_tenants(SWEEP_LIMIT).await? {
         let tenant_host = host.for_tenant(&tenant);
-        tenant_host.redispatch(&execution_id).await?;
+        stuck += tenant_host.redispatch(&execution_id).await?;
         tenant_host.store().postpone_deadline(&execution_id).await?;
     }
     let schedules = Box::pin(crate::schedules::fire_due(host, now, SWEEP_LIMIT)).await?;
     Ok(Sweep {
         timers: events.len(),
-        stuck: count,
+        stuck,
         schedules,
     })
 }

@@ -24,20 +24,26 @@ use eventflow_ports::{
 };
 use serde_json::Value;
 
+use crate::messages::Logged;
 use crate::sqs::Queues;
 
 /// How often an apply that lost a race reads again before giving up (the message is then
 /// redelivered by its queue).
 const ATTEMPTS: usize = 8;
 
-/// What a host needs of its store beyond the ports: the items of dispatched attempts and armed
-/// timers of one run, and a copy scoped to another tenant.
+/// What a host needs of its store beyond the ports: dispatched attempts and armed timers of
+/// one run, and a copy scoped to another tenant.
 #[async_trait]
 pub trait RunItems: Send + Sync {
-    /// A dispatched attempt not yet answered.
-    async fn task(&self, execution_id: &str, key: &str) -> StoreResult<Option<Task>>;
-    /// Every dispatched, unanswered attempt and every armed timer of a run.
-    async fn pending(&self, execution_id: &str) -> StoreResult<(Vec<Task>, Vec<TimerRecord>)>;
+    /// Attempt `key` as the commit starting at `logged_at` dispatched it.
+    async fn logged_task(
+        &self,
+        execution_id: &str,
+        logged_at: u64,
+        key: &str,
+    ) -> StoreResult<Option<Task>>;
+    /// Every attempt the run at `cp` waits for, and its armed timers.
+    async fn pending(&self, cp: &Checkpoint) -> StoreResult<(Vec<Logged>, Vec<TimerRecord>)>;
 }
 
 /// The store of the AWS host.
@@ -238,7 +244,7 @@ impl<S: AwsStore> Host<S> {
             let status = Some(cp.status);
             if commit.history.is_empty() {
                 // Everything was applied before: send again what the run still waits for.
-                self.redispatch(execution_id).await?;
+                self.redispatch_run(&cp).await?;
                 return Ok(Applied {
                     status,
                     changed: false,
@@ -265,17 +271,30 @@ impl<S: AwsStore> Host<S> {
         )))
     }
 
-    /// Sends again every attempt a run has dispatched and not had answered, and its timers.
-    pub async fn redispatch(&self, execution_id: &str) -> StoreResult<()> {
-        let (tasks, timers) = self.store.pending(execution_id).await?;
+    /// Sends again every attempt a run has dispatched and not had answered, and its timers;
+    /// returns how many attempts.
+    pub async fn redispatch(&self, execution_id: &str) -> StoreResult<usize> {
+        match self.store.checkpoint(execution_id).await? {
+            Some(cp) => self.redispatch_run(&cp).await,
+            None => Ok(0),
+        }
+    }
+
+    async fn redispatch_run(&self, cp: &Checkpoint) -> StoreResult<usize> {
+        let (tasks, timers) = self.store.pending(cp).await?;
+        let count = tasks.len();
         let tasks = tasks
             .into_iter()
-            .map(|t| Task {
-                redelivered: true,
-                ..t
+            .map(|l| Logged {
+                task: Task {
+                    redelivered: true,
+                    ..l.task
+                },
+                ..l
             })
             .collect();
-        self.send(Outgoing { tasks, timers }).await
+        self.send(Outgoing { tasks, timers }).await?;
+        Ok(count)
     }
 
     /// Applies the events to a checkpoint: the commit (without its checkpoint) and the new
@@ -310,7 +329,8 @@ impl<S: AwsStore> Host<S> {
                             redelivered: false,
                         };
                         commit.dispatched.push(task.clone());
-                        out.tasks.push(task);
+                        // The commit's log item is at its first entry (set below).
+                        out.tasks.push(Logged { logged_at: 0, task });
                     }
                     Command::ScheduleTimer { timer, at } => {
                         let record = TimerRecord {
@@ -341,6 +361,10 @@ impl<S: AwsStore> Host<S> {
                 }
             }
         }
+        let logged_at = commit.history.first().map_or(0, |h| h.seq);
+        for t in &mut out.tasks {
+            t.logged_at = logged_at;
+        }
         (commit, cp)
     }
 
@@ -361,7 +385,7 @@ impl<S: AwsStore> Host<S> {
 /// What an apply sends once its checkpoint is written.
 #[derive(Debug, Default)]
 struct Outgoing {
-    tasks: Vec<Task>,
+    tasks: Vec<Logged>,
     timers: Vec<TimerRecord>,
 }
 

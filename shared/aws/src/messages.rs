@@ -1,17 +1,28 @@
 //! What travels on the queues.
 //!
-//! Messages stay small (SQS takes at most 256 KB): a task message names the attempt, whose
-//! command (with its possibly large input) is read from its `TASK#` item; an answer carries the
+//! Messages stay under SQS's 256 KB: a task message carries its attempt's command when it fits
+//! ([`MAX_INLINE_TASK_BYTES`]), and otherwise only names it, and the worker reads the command
+//! from the run's log, where the commit that dispatched it keeps it; an answer carries the
 //! attempt's output inline, which is bounded by [`MAX_OUTPUT_BYTES`].
 
 use eventflow_engine::{Command, Event};
-use eventflow_ports::TimerRecord;
+use eventflow_ports::{Task, TimerRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// An attempt's output larger than this is refused by the worker with a terminal error: it
 /// could not travel to the coordinator nor be kept in one history item.
 pub const MAX_OUTPUT_BYTES: usize = 200 * 1024;
+
+/// A task message larger than this names its attempt instead of carrying it.
+pub const MAX_INLINE_TASK_BYTES: usize = 240 * 1024;
+
+/// An attempt as the commit that starts at `logged_at` dispatched it (the key of its log item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logged {
+    pub logged_at: u64,
+    pub task: Task,
+}
 
 /// An event for one run, on the coordinator's FIFO queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,11 +54,15 @@ impl EventMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskMessage {
-    /// Run this attempt (or compensation): its `TASK#` item holds the command.
+    /// Run this attempt (or compensation): `task` when it fits in the message, otherwise
+    /// read from the log item of the commit that starts at `logged_at`.
     Task {
         tenant: String,
         execution_id: String,
         key: String,
+        logged_at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<Box<Task>>,
     },
     /// A timer that rode the queue's delay: tell the coordinator it fired.
     Timer { tenant: String, timer: TimerRecord },

@@ -10,9 +10,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use eventflow_engine::Timestamp;
-use eventflow_ports::{StoreError, StoreResult, Task, TimerRecord};
+use eventflow_ports::{StoreError, StoreResult, TimerRecord};
 
-use crate::messages::{EventMessage, Family, TaskMessage};
+use crate::messages::{EventMessage, Family, Logged, MAX_INLINE_TASK_BYTES, TaskMessage};
 
 /// SQS takes at most this many entries a call.
 const BATCH: usize = 10;
@@ -72,18 +72,28 @@ impl Queues {
         self.send(&self.urls.coordinator, out).await
     }
 
-    /// Sends each attempt to its family's queue (delayed by `delay` seconds when given).
-    pub async fn send_tasks(&self, tenant: &str, tasks: &[Task]) -> StoreResult<()> {
+    /// Sends each attempt to its family's queue, carried in the message when it fits.
+    pub async fn send_tasks(&self, tenant: &str, tasks: &[Logged]) -> StoreResult<()> {
         let mut by_family: HashMap<&'static str, Vec<Outgoing>> = HashMap::new();
-        for task in tasks {
+        for logged in tasks {
+            let task = &logged.task;
             let family = Family::of_command(&task.command);
-            let message = TaskMessage::Task {
+            let mut message = TaskMessage::Task {
                 tenant: tenant.to_owned(),
                 execution_id: task.execution_id.clone(),
                 key: task.key().to_owned(),
+                logged_at: logged.logged_at,
+                task: Some(Box::new(task.clone())),
             };
+            let mut body = serde_json::to_string(&message).map_err(StoreError::backend)?;
+            if body.len() > MAX_INLINE_TASK_BYTES {
+                if let TaskMessage::Task { task, .. } = &mut message {
+                    *task = None;
+                }
+                body = serde_json::to_string(&message).map_err(StoreError::backend)?;
+            }
             by_family.entry(family.name()).or_default().push(Outgoing {
-                body: serde_json::to_string(&message).map_err(StoreError::backend)?,
+                body,
                 group: None,
                 delay: None,
             });

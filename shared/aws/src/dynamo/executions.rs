@@ -1,6 +1,6 @@
 //! [`ExecutionStore`] and [`TimerStore`] on the table: a run's items share the partition
-//! `<t>#EX#<id>` (`CP`, `IN#`, `H#`, `TASK#`, `R#`, `TIMER#`); start keys, dependent starts
-//! and the `due` and `runs` indexes find the rest.
+//! `<t>#EX#<id>` (`CP`, `IN#`, `H#` (its log, see [`super::log`]), `R#`, `TIMER#`); start
+//! keys, dependent starts and the `due` and `runs` indexes find the rest.
 //!
 //! # How a commit is written
 //!
@@ -8,24 +8,25 @@
 //!
 //! 1. its start key, with `attribute_not_exists(pk)` (the same execution's key is fine, another
 //!    execution's is a conflict: a second start with the key writes nothing);
-//! 2. its history entries, one conditional PutItem each (`attribute_not_exists(pk)`), in
-//!    sequence order. An entry already there stops a stale writer before it writes anything:
-//!    when the checkpoint has reached that sequence number the commit is a
-//!    [`StoreError::Conflict`]. When it has not, the entry was left by a writer that did not
-//!    get to its checkpoint: the same event (a crash, then the same event applied again) is
-//!    written over; another event is written over only once it is older than
+//! 2. the first part of its log item (its history entries and dispatched attempts), with
+//!    `attribute_not_exists(pk)`. A part already there stops a stale writer before it writes
+//!    anything: when the checkpoint has reached that sequence number the commit is a
+//!    [`StoreError::Conflict`]. When it has not, the part was left by a writer that did not
+//!    get to its checkpoint: the same event's (a crash, then the same event applied again) is
+//!    written over; another event's is written over only once it is older than
 //!    [`ORPHAN_AFTER`] (a writer that crashed), and is a conflict before that (a writer still
-//!    committing it). So one writer's history is never overwritten by another's;
-//! 3. input chunks, results, dispatched tasks, timers and dependent starts put, answered tasks
-//!    and fired timers deleted: BatchWriteItem, 25 a call, unprocessed items tried again;
+//!    committing it). So one writer's log is never overwritten by another's;
+//! 3. the log's other parts, input chunks, results, timers and dependent starts put, fired
+//!    timers deleted: BatchWriteItem, 25 a call, unprocessed items tried again. An answered
+//!    attempt costs no write: the checkpoint no longer waits for it;
 //! 4. the checkpoint, with `seq = :expected` (`attribute_not_exists(pk)` for a new run);
 //! 5. the dependent starts its new run made, deleted.
 //!
-//! A crash between 1 and 4 leaves items the checkpoint does not know of: history beyond its
-//! `seq` (not read: [`ExecutionStore::history`] stops at the checkpoint's `seq`), idempotent
-//! items (keyed by sequence number, attempt key or timer id) that applying the same events
-//! again writes again, and for a new run its start key, naming an execution not yet there
-//! (the start applied again, with the same execution id, goes through).
+//! A crash between 1 and 4 leaves items the checkpoint does not know of: log parts beyond its
+//! `seq` (not read: the log is the chain of commits that ends at the checkpoint), idempotent
+//! items (keyed by attempt key or timer id) that applying the same events again writes again,
+//! and for a new run its start key, naming an execution not yet there (the start applied
+//! again, with the same execution id, goes through).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,6 +43,7 @@ use eventflow_ports::{
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::log::log_sk;
 use super::{
     DUE_SHARDS, DynamoStore, INPUT_CHUNK_BYTES, Item, TASK_DEADLINE, body_item, body_json,
     delete_request, due_at, due_shard, is_conditional, key, n, put_request, s,
@@ -56,10 +58,6 @@ pub const ORPHAN_AFTER: Duration = Duration::from_secs(120);
 const DUE_PAGE: i32 = 100;
 
 const CP: &str = "CP";
-
-fn history_sk(seq: u64) -> String {
-    format!("H#{seq:012}")
-}
 
 fn input_sk(chunk: usize) -> String {
     format!("IN#{chunk:04}")
@@ -155,74 +153,52 @@ impl DynamoStore {
         self.clock.now().timestamp_millis()
     }
 
-    /// The history items of a commit, built (and their size checked) before anything is
-    /// written.
-    fn history_items<'a>(
+    /// Step 2 of a commit: the first part of its log item, refused when another writer's
+    /// is there.
+    async fn write_log_head(
         &self,
         execution_id: &str,
-        entries: &'a [HistoryEntry],
-    ) -> StoreResult<Vec<(&'a HistoryEntry, Item)>> {
-        let pk = self.pk_execution(execution_id);
-        let now = self.now_ms();
-        entries
-            .iter()
-            .map(|entry| {
-                let mut item = body_item(&pk, &history_sk(entry.seq), entry)?;
-                item.insert("event_id".into(), s(&entry.event.id));
-                item.insert("written_at".into(), n(now));
-                Ok((entry, item))
-            })
-            .collect()
-    }
-
-    /// Step 2 of a commit: the history entries, refused when another writer's are there.
-    async fn write_history(
-        &self,
-        execution_id: &str,
-        entries: Vec<(&HistoryEntry, Item)>,
+        head: &HistoryEntry,
+        item: Item,
     ) -> StoreResult<()> {
         let pk = self.pk_execution(execution_id);
-        for (entry, item) in entries {
-            let sk = history_sk(entry.seq);
-            let result = self
-                .client
-                .put_item()
-                .table_name(&*self.table)
-                .set_item(Some(item.clone()))
-                .condition_expression("attribute_not_exists(pk)")
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let existing = match result {
-                Ok(_) => continue,
-                Err(e) if is_conditional(&e) => match e.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
-                    _ => None,
-                },
-                Err(e) => return Err(self.call_error("PutItem", e)),
-            };
-            // Emulators may not return the item that failed the condition.
-            let existing = match existing {
-                Some(item) if !item.is_empty() => item,
-                _ => match self.get_item(&pk, &sk).await? {
-                    Some(item) => item,
-                    // Gone in between (expired): nothing to protect.
-                    None => {
-                        self.put_item(item).await?;
-                        continue;
-                    }
-                },
-            };
-            self.replace_uncommitted(execution_id, entry, item, &existing)
-                .await?;
-        }
-        Ok(())
+        let sk = log_sk(head.seq, 0);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let existing = match result {
+            Ok(_) => return Ok(()),
+            Err(e) if is_conditional(&e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                _ => None,
+            },
+            Err(e) => return Err(self.call_error("PutItem", e)),
+        };
+        // Emulators may not return the item that failed the condition.
+        let existing = match existing {
+            Some(item) if !item.is_empty() => item,
+            _ => match self.get_item(&pk, &sk).await? {
+                Some(item) => item,
+                // Gone in between (expired): nothing to protect.
+                None => {
+                    self.put_item(item).await?;
+                    return Ok(());
+                }
+            },
+        };
+        self.replace_uncommitted(execution_id, head, item, &existing)
+            .await
     }
 
-    /// History entry `entry.seq` is taken by `existing`: a conflict, unless it is beyond the
-    /// checkpoint and the same event's or an orphan, which `item` then replaces.
+    /// The log position of `entry` (the first of its commit) is taken by `existing`: a
+    /// conflict, unless it is beyond the checkpoint and the same event's or an orphan, which
+    /// `item` then replaces.
     async fn replace_uncommitted(
         &self,
         execution_id: &str,
@@ -303,13 +279,6 @@ impl DynamoStore {
         Ok((pk, sk, item))
     }
 
-    fn task_item(&self, t: &Task) -> StoreResult<(String, String, Item)> {
-        let pk = self.pk_execution(&t.execution_id);
-        let sk = format!("TASK#{}", t.key());
-        let item = body_item(&pk, &sk, t)?;
-        Ok((pk, sk, item))
-    }
-
     /// Step 3's items of a commit.
     fn batch_of(&self, c: &Commit) -> StoreResult<Writes> {
         let mut w = Writes::default();
@@ -325,17 +294,10 @@ impl DynamoStore {
                 w.put(&pk, &sk, item)?;
             }
         }
-        for k in &c.answered {
-            w.delete(&self.pk_execution(execution_of(k)), &format!("TASK#{k}"))?;
-        }
         for (k, value) in &c.results {
             let pk = self.pk_execution(execution_of(k));
             let sk = format!("R#{k}");
             w.put(&pk, &sk, body_item(&pk, &sk, value)?)?;
-        }
-        for t in &c.dispatched {
-            let (pk, sk, item) = self.task_item(t)?;
-            w.put(&pk, &sk, item)?;
         }
         for f in &c.fired {
             w.delete(
@@ -440,15 +402,28 @@ impl DynamoStore {
         // Every item is built, and refused when too large, before anything is written.
         let batch = self.batch_of(c)?;
         let Some(cp) = &c.checkpoint else {
+            if let Some(t) = c.dispatched.first() {
+                return Err(super::DynamoError::UnloggedDispatch {
+                    execution_id: t.execution_id.clone(),
+                    tasks: c.dispatched.len(),
+                }
+                .into());
+            }
             return self.batch_write(batch.order).await;
         };
         let cp_item = self.checkpoint_item(cp)?;
-        let history = self.history_items(&cp.execution_id, &c.history)?;
+        let mut log = self
+            .log_items(&cp.execution_id, &c.history, &c.dispatched, self.now_ms())?
+            .into_iter();
         if let Some(k) = &c.start_key {
             self.write_start_key(k, &cp.execution_id).await?;
         }
-        self.write_history(&cp.execution_id, history).await?;
-        self.batch_write(batch.order).await?;
+        if let (Some(head), Some(entry)) = (log.next(), c.history.first()) {
+            self.write_log_head(&cp.execution_id, entry, head).await?;
+        }
+        let mut writes = log.map(put_request).collect::<StoreResult<Vec<_>>>()?;
+        writes.extend(batch.order);
+        self.batch_write(writes).await?;
         self.write_checkpoint(cp, cp_item, c.expected_seq).await?;
         if let Some(k) = &c.start_key {
             // The run this start owed exists now.
@@ -587,24 +562,23 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Tasks of every tenant dispatched more than [`TASK_DEADLINE`] ago and not answered,
-    /// with their tenant, at most `limit`.
-    pub async fn stuck_tasks_of_all_tenants(
+    /// Runs of every tenant that have attempts in flight and made no progress for
+    /// [`TASK_DEADLINE`], with their tenant, at most `limit`.
+    pub async fn stuck_runs_of_all_tenants(
         &self,
         limit: usize,
-    ) -> StoreResult<Vec<(String, Task)>> {
+    ) -> StoreResult<Vec<(String, String)>> {
         let now = due_at(self.clock.now());
         let runs = self.due_items(Due::Tasks, Some(now), None, limit).await?;
-        let mut out = Vec::new();
-        for run in &runs {
-            let tenant = self.tenant_of(run)?;
-            let pk = self.attr_s(run, "pk")?.to_owned();
-            for item in self.query_prefix(&pk, "TASK#").await? {
-                out.push((tenant.clone(), self.body::<Task>(&item)?));
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        runs.iter()
+            .map(|run| {
+                let tenant = self.tenant_of(run)?;
+                let pk = self.attr_s(run, "pk")?;
+                let prefix = format!("{tenant}#EX#");
+                let id = pk.strip_prefix(&prefix).unwrap_or(pk).to_owned();
+                Ok((tenant, id))
+            })
+            .collect()
     }
 
     /// Moves a stuck run's deadline on by [`TASK_DEADLINE`] once its attempts were sent
@@ -692,15 +666,7 @@ impl ExecutionStore for DynamoStore {
         let Some(seq) = self.stored_seq(execution_id).await? else {
             return Ok(Vec::new());
         };
-        let items = self
-            .query_range(
-                &self.pk_execution(execution_id),
-                Some((&history_sk(0), &history_sk(seq))),
-                true,
-                None,
-            )
-            .await?;
-        items.iter().map(|i| self.body(i)).collect()
+        self.logged_history(execution_id, seq).await
     }
 
     /// Through the `runs` index, oldest first; `updated_at` (not in the index) is read from
@@ -803,8 +769,12 @@ impl ExecutionStore for DynamoStore {
         let mut tasks = Vec::new();
         for run in &runs {
             let pk = self.attr_s(run, "pk")?.to_owned();
-            for item in self.query_prefix(&pk, "TASK#").await? {
-                tasks.push(self.body::<Task>(&item)?);
+            let Some(item) = self.get_item(&pk, CP).await? else {
+                continue;
+            };
+            let cp: Checkpoint = self.body(&item)?;
+            for logged in self.awaited_tasks(&cp).await? {
+                tasks.push(logged.task);
             }
         }
         tasks.sort_by(|a, b| a.key().cmp(b.key()));

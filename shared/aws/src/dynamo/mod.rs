@@ -16,6 +16,7 @@
 //! [`RecordStore`]: eventflow_ports::RecordStore
 
 mod executions;
+mod log;
 mod records;
 mod run_items;
 mod schedules;
@@ -91,6 +92,12 @@ pub enum DynamoError {
         table: String,
         reason: String,
     },
+    /// Attempts dispatched by a commit with no history entry to log them with (a host bug:
+    /// the engine records every dispatch with the event that caused it).
+    #[error(
+        "execution {execution_id}: {tasks} attempts dispatched by a commit without history entries; nothing was written"
+    )]
+    UnloggedDispatch { execution_id: String, tasks: usize },
     /// A request could not be built (a bug in this module).
     #[error("cannot build a DynamoDB request: {0}")]
     Build(#[from] aws_sdk_dynamodb::error::BuildError),

@@ -1,31 +1,29 @@
-//! What the AWS host needs beyond the ports: one run's pending attempts and timers, and the
-//! store scoped to another tenant.
+//! What the AWS host needs beyond the ports: the attempts a run waits for and its armed timers,
+//! an attempt read from the log, and the store scoped to another tenant.
 
 use async_trait::async_trait;
+use eventflow_engine::Checkpoint;
 use eventflow_ports::{StoreResult, Task, TimerRecord};
 
 use super::DynamoStore;
 use crate::host::{AwsStore, RunItems};
+use crate::messages::Logged;
 
 #[async_trait]
 impl RunItems for DynamoStore {
-    async fn task(&self, execution_id: &str, key: &str) -> StoreResult<Option<Task>> {
-        let item = self
-            .get_item(&self.pk_execution(execution_id), &format!("TASK#{key}"))
-            .await?;
-        item.map(|i| self.body(&i)).transpose()
+    async fn logged_task(
+        &self,
+        execution_id: &str,
+        logged_at: u64,
+        key: &str,
+    ) -> StoreResult<Option<Task>> {
+        DynamoStore::logged_task(self, execution_id, logged_at, key).await
     }
 
-    async fn pending(&self, execution_id: &str) -> StoreResult<(Vec<Task>, Vec<TimerRecord>)> {
-        let pk = self.pk_execution(execution_id);
-        let tasks = self
-            .query_prefix(&pk, "TASK#")
-            .await?
-            .iter()
-            .map(|i| self.body(i))
-            .collect::<StoreResult<Vec<Task>>>()?;
+    async fn pending(&self, cp: &Checkpoint) -> StoreResult<(Vec<Logged>, Vec<TimerRecord>)> {
+        let tasks = self.awaited_tasks(cp).await?;
         let timers = self
-            .query_prefix(&pk, "TIMER#")
+            .query_prefix(&self.pk_execution(&cp.execution_id), "TIMER#")
             .await?
             .iter()
             .map(|i| self.body(i))
