@@ -17,7 +17,7 @@ use eventflow_aws::dynamo::DynamoStore;
 use eventflow_aws::handlers::{self, Worker};
 use eventflow_aws::host::Host;
 use eventflow_aws::lambda;
-use eventflow_aws::messages::Family;
+use eventflow_aws::messages::{Family, TaskMessage};
 use eventflow_aws::ses::SesSettings;
 use eventflow_aws::sqs::QueueUrls;
 use eventflow_engine::{Definition, RunStatus};
@@ -534,4 +534,44 @@ async fn a_run_stuck_without_progress_has_its_attempts_sent_again_by_the_schedul
         "the deadline moved on: not sent every minute"
     );
     assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+}
+
+#[tokio::test]
+async fn an_attempt_too_large_for_a_message_is_read_from_the_runs_log() {
+    // Given a step whose input (250 KB) is more than a task message may carry
+    let b = bundle(5).await;
+    b.publish(json!({
+        "id": "archive", "name": "Archive", "kind": "custom",
+        "steps": [{"id": "keep", "action": "records.put",
+                   "input": {"collection": "archive", "key": "${input.key}",
+                             "record": {"text": "${input.text}"}}}]
+    }))
+    .await;
+    let key = format!("big-{}", uuid::Uuid::now_v7().simple());
+    let text = "x".repeat(250 * 1024);
+    let (id, _) = b
+        .host
+        .start_workflow("archive", None, json!({"key": key, "text": text}), &key)
+        .await
+        .expect("start");
+    // When the records worker takes its message
+    let source = b.env.source(&b.env.urls.tasks["records"], 5);
+    let worker = &b.workers["records"];
+    let mut carried = Vec::new();
+    let taken = source
+        .poll(async |batch| {
+            for record in &batch.records {
+                let m: TaskMessage =
+                    serde_json::from_str(record.body.as_deref().unwrap_or_default())
+                        .expect("a task message");
+                carried.push(matches!(m, TaskMessage::Task { task: Some(_), .. }));
+            }
+            handlers::work(worker, batch).await
+        })
+        .await;
+    // Then the message only named the attempt, the worker read it from the log and ran it
+    assert_eq!((taken, carried), (1, vec![false]));
+    assert_eq!(b.until_finished(&id, false).await, RunStatus::Completed);
+    let record = b.host.store().get("archive", &key).await.expect("get");
+    assert_eq!(record.map(|r| r["text"].clone()), Some(json!(text)));
 }
