@@ -60,7 +60,7 @@ def create_table(dynamodb, name):
                         {"AttributeName": "due_shard", "KeyType": "HASH"},
                         {"AttributeName": "due_at", "KeyType": "RANGE"},
                     ],
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
                 },
                 {
                     "IndexName": "runs",

@@ -23,7 +23,7 @@ if ! awslocal dynamodb describe-table --table-name "$table" >/dev/null 2>&1; the
       {"IndexName": "due",
        "KeySchema": [{"AttributeName": "due_shard", "KeyType": "HASH"},
                      {"AttributeName": "due_at", "KeyType": "RANGE"}],
-       "Projection": {"ProjectionType": "ALL"}},
+       "Projection": {"ProjectionType": "KEYS_ONLY"}},
       {"IndexName": "runs",
        "KeySchema": [{"AttributeName": "runs_pk", "KeyType": "HASH"},
                      {"AttributeName": "runs_sk", "KeyType": "RANGE"}],

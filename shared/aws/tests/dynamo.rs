@@ -428,7 +428,7 @@ async fn results_are_idempotency_records_and_a_redelivered_commit_changes_nothin
     let started = start(&store, &v, "ex1", json!({})).await;
     assert_eq!(store.result("ex1/a/-/1").await.expect("result"), None);
     // Then the run's tasks are pending once it made no progress for its deadline (15
-    // minutes), not before
+    // minutes, rounded up to 5: from 10:00:00 that is 10:15), not before
     assert!(store.pending_tasks().await.expect("tasks").is_empty());
     clock.set(t0() + TimeDelta::minutes(16));
     let pending = store.pending_tasks().await.expect("tasks");
@@ -437,13 +437,15 @@ async fn results_are_idempotency_records_and_a_redelivered_commit_changes_nothin
     let answer = apply(&v, &next_cp(&started), "a-done", ok("a", None), t0());
     store.commit(vec![answer.clone()]).await.expect("answer");
     // Then its result is recorded, and the run, having made progress, is not stuck; once
-    // it makes none for another deadline, only b's task is pending
+    // it makes none for another deadline (written at 10:16: 10:35), only b's task is pending
     assert_eq!(
         store.result("ex1/a/-/1").await.expect("result"),
         Some(json!({"sent": true}))
     );
     assert!(store.pending_tasks().await.expect("tasks").is_empty());
     clock.set(t0() + TimeDelta::minutes(32));
+    assert!(store.pending_tasks().await.expect("tasks").is_empty());
+    clock.set(t0() + TimeDelta::minutes(35));
     let pending = store.pending_tasks().await.expect("tasks");
     assert_eq!(
         pending.iter().map(Task::key).collect::<Vec<_>>(),

@@ -525,7 +525,8 @@ async fn a_run_stuck_without_progress_has_its_attempts_sent_again_by_the_schedul
     // Before the deadline the scheduler leaves the run alone; after it, sends it again once.
     let early = handlers::tick(&b.host).await.expect("tick");
     assert_eq!(early.stuck, 0);
-    b.clock.advance(chrono::TimeDelta::minutes(16));
+    // The deadline is 15 minutes after the last write, rounded up to 5.
+    b.clock.advance(chrono::TimeDelta::minutes(21));
     let late = handlers::tick(&b.host).await.expect("tick");
     assert_eq!(late.stuck, 1, "{late:?}");
     let again = handlers::tick(&b.host).await.expect("tick");

@@ -41,21 +41,18 @@ use eventflow_ports::{
     TimerRecord, TimerStore,
 };
 use serde_json::Value;
-use tokio::task::JoinSet;
 
+use super::due::DueQuery;
 use super::log::log_sk;
 use super::{
-    DUE_SHARDS, DynamoStore, INPUT_CHUNK_BYTES, Item, TASK_DEADLINE, body_item, body_json,
-    delete_request, due_at, due_shard, is_conditional, key, n, put_request, s,
+    DynamoStore, INPUT_CHUNK_BYTES, Item, TASK_DEADLINE, body_item, body_json, delete_request,
+    due_at, due_shard, is_conditional, key, n, put_request, s,
 };
 
 /// How old a history entry beyond the checkpoint must be before another event's entry may
 /// replace it: a writer takes well under a second from its history to its checkpoint, so an
 /// entry this old was left by one that crashed.
 pub const ORPHAN_AFTER: Duration = Duration::from_secs(120);
-
-/// Items read per page when looking for due timers and stuck tasks.
-const DUE_PAGE: i32 = 100;
 
 const CP: &str = "CP";
 
@@ -348,10 +345,11 @@ impl DynamoStore {
         );
         // A run with attempts in flight is in the `due` index at its deadline: if it makes no
         // progress (no checkpoint write) by then, the scheduler sends its attempts again. One
-        // index entry a run, moved by each checkpoint write, instead of one per attempt.
+        // index entry a run instead of one per attempt, moved only when its deadline crosses
+        // into the next bucket (see `deadline`).
         if in_flight(cp) {
             item.insert("due_shard".into(), s(due_shard('K', &pk, CP)));
-            item.insert("due_at".into(), s(due_at(self.clock.now() + TASK_DEADLINE)));
+            item.insert("due_at".into(), s(due_at(deadline(self.clock.now()))));
         }
         Ok(item)
     }
@@ -449,6 +447,8 @@ impl DynamoStore {
     /// Items of this tenant (or, with `owner` `None`, of every tenant) in the `due` index's
     /// shards of `kind`, due at or before `until` (any time when `None`): at most `want` from
     /// each shard, earliest first within it.
+    /// The `due` entries of `kind` due by `until` (all when `None`), of the tenant `owner`
+    /// (every tenant's when `None`): keys only.
     async fn due_items(
         &self,
         kind: Due,
@@ -456,68 +456,12 @@ impl DynamoStore {
         owner: Option<String>,
         want: usize,
     ) -> StoreResult<Vec<Item>> {
-        let mut shards = JoinSet::new();
-        for shard in 0..DUE_SHARDS {
-            let (store, until, owner) = (self.clone(), until.clone(), owner.clone());
-            let shard = format!("{}{shard:02}", kind.shard_prefix());
-            shards.spawn(async move { store.due_shard(kind, shard, until, owner, want).await });
-        }
-        let mut out = Vec::new();
-        while let Some(joined) = shards.join_next().await {
-            let items = joined.map_err(|e| {
-                StoreError::Unavailable(format!("a due-index query stopped: {e}"))
-            })??;
-            out.extend(items);
-        }
-        Ok(out)
-    }
-
-    async fn due_shard(
-        &self,
-        kind: Due,
-        shard: String,
-        until: Option<String>,
-        owner: Option<String>,
-        want: usize,
-    ) -> StoreResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        let filter = match owner {
-            Some(_) => "begins_with(sk, :kind) AND begins_with(pk, :owner)",
-            None => "begins_with(sk, :kind)",
+        let query = DueQuery {
+            until,
+            sk_prefix: Some(kind.sk_prefix()),
+            pk_prefix: owner,
         };
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name("due")
-                .expression_attribute_values(":shard", s(&shard))
-                .filter_expression(filter)
-                .expression_attribute_values(":kind", s(kind.sk_prefix()))
-                .limit(DUE_PAGE)
-                .set_exclusive_start_key(start.take());
-            q = match &until {
-                Some(until) => q
-                    .key_condition_expression("due_shard = :shard AND due_at <= :until")
-                    .expression_attribute_values(":until", s(until)),
-                None => q.key_condition_expression("due_shard = :shard"),
-            };
-            if let Some(owner) = &owner {
-                q = q.expression_attribute_values(":owner", s(owner));
-            }
-            let page = q.send().await.map_err(|e| self.call_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            if out.len() >= want {
-                out.truncate(want);
-                break;
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.due_keys(kind.shard_prefix(), query, want).await
     }
 
     fn owner(&self) -> String {
@@ -550,9 +494,10 @@ impl DynamoStore {
         until: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<(String, TimerRecord)>> {
-        let items = self
+        let found = self
             .due_items(Due::Timers, Some(due_at(until)), None, limit)
             .await?;
+        let items = self.full_items(&found).await?;
         let mut out = items
             .iter()
             .map(|i| Ok((self.tenant_of(i)?, self.body::<TimerRecord>(i)?)))
@@ -802,18 +747,30 @@ impl TimerStore for DynamoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let items = self
+        let found = self
             .due_items(Due::Timers, Some(due_at(until)), Some(self.owner()), limit)
             .await?;
-        self.timers_of(&items, limit)
+        self.timers_of(&self.full_items(&found).await?, limit)
     }
 
     async fn next(&self) -> StoreResult<Option<TimerRecord>> {
-        let items = self
+        // The earliest of each shard, then the earliest of those.
+        let found = self
             .due_items(Due::Timers, None, Some(self.owner()), 1)
             .await?;
-        Ok(self.timers_of(&items, 1)?.pop())
+        Ok(self.timers_of(&self.full_items(&found).await?, 1)?.pop())
     }
+}
+
+/// The deadline of a run with attempts in flight written at `now`: [`TASK_DEADLINE`] on,
+/// rounded up to a third of it. Checkpoint writes within one bucket leave the run's `due`
+/// entry where it is (an index write only when it moves, at most every five minutes); a run
+/// that stops making progress is found between one and four thirds of a deadline later.
+fn deadline(now: Timestamp) -> Timestamp {
+    let bucket = (TASK_DEADLINE / 3).num_milliseconds().max(1);
+    let at = (now + TASK_DEADLINE).timestamp_millis();
+    let rounded = at.div_euclid(bucket) * bucket + if at % bucket == 0 { 0 } else { bucket };
+    DateTime::from_timestamp_millis(rounded).unwrap_or(now + TASK_DEADLINE)
 }
 
 /// Whether a run has attempts (or compensations) in flight: a step running or compensating.
@@ -836,6 +793,38 @@ mod tests {
         assert!(pieces.iter().all(|p| p.len() <= 7 && !p.is_empty()));
         assert_eq!(pieces.concat(), text);
         assert!(chunks("", 7).is_empty());
+    }
+
+    #[test]
+    fn a_deadline_moves_only_from_one_bucket_to_the_next() {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .expect("time")
+        };
+        // Every write between 10:00:00.001 and 10:05:00 puts the deadline at 10:20.
+        assert_eq!(
+            deadline(t("2026-03-01T10:00:00.001Z")),
+            t("2026-03-01T10:20:00Z")
+        );
+        assert_eq!(
+            deadline(t("2026-03-01T10:04:59Z")),
+            t("2026-03-01T10:20:00Z")
+        );
+        assert_eq!(
+            deadline(t("2026-03-01T10:05:00Z")),
+            t("2026-03-01T10:20:00Z")
+        );
+        assert_eq!(
+            deadline(t("2026-03-01T10:05:00.001Z")),
+            t("2026-03-01T10:25:00Z")
+        );
+        // Never earlier than a deadline after the write, never later than four thirds.
+        for ms in (0..600_000).step_by(7_919) {
+            let now = t("2026-03-01T10:00:00Z") + chrono::TimeDelta::milliseconds(ms);
+            let d = deadline(now) - now;
+            assert!(d >= TASK_DEADLINE && d <= TASK_DEADLINE * 4 / 3, "{d}");
+        }
     }
 
     #[test]

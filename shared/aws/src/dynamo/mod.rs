@@ -15,6 +15,7 @@
 //! [`TenantStore`]: eventflow_ports::TenantStore
 //! [`RecordStore`]: eventflow_ports::RecordStore
 
+mod due;
 mod executions;
 mod log;
 mod records;

@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use eventflow_engine::Timestamp;
 use eventflow_ports::{StoreError, StoreResult};
 use serde_json::Value;
-use tokio::task::JoinSet;
 
+use super::due::DueQuery;
 use super::{
-    DUE_SHARDS, DynamoStore, Item, body_item, delete_request, due_at, due_shard, is_conditional, n,
+    DynamoStore, Item, body_item, delete_request, due_at, due_shard, is_conditional, n,
     put_request, s,
 };
 use crate::schedules::{DueItem, PlannedEntry, ScheduleStore, Stored};
@@ -24,8 +24,6 @@ use eventflow_engine::schedule::Schedule;
 
 /// The letter of the schedules' shards of the `due` index.
 const SHARD_PREFIX: char = 'S';
-/// Items a page of a due-index query reads.
-const DUE_PAGE: i32 = 100;
 const KIND_SCHEDULE: &str = "schedule";
 const KIND_PLANNED: &str = "planned";
 
@@ -66,22 +64,22 @@ impl DynamoStore {
         until: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<(String, DueItem)>> {
-        let until = due_at(until);
-        let mut shards = JoinSet::new();
-        for shard in 0..DUE_SHARDS {
-            let (store, until) = (self.clone(), until.clone());
-            let shard = format!("{SHARD_PREFIX}{shard:02}");
-            shards.spawn(async move { store.due_schedule_shard(shard, until, limit).await });
-        }
-        let mut found = Vec::new();
-        while let Some(joined) = shards.join_next().await {
-            let items = joined.map_err(|e| {
-                StoreError::Unavailable(format!("a due-index query stopped: {e}"))
-            })??;
-            found.extend(items);
-        }
+        let query = DueQuery {
+            until: Some(due_at(until)),
+            ..DueQuery::default()
+        };
+        let until = query.until.clone().unwrap_or_default();
+        let keys = self.due_keys(SHARD_PREFIX, query, limit).await?;
+        let found = self.full_items(&keys).await?;
         let mut out = Vec::with_capacity(found.len());
         for item in &found {
+            // Moved on since the index was read (fired meanwhile): not due.
+            if self
+                .attr_s(item, "due_at")
+                .is_ok_and(|at| at > until.as_str())
+            {
+                continue;
+            }
             let pk = self.attr_s(item, "pk")?;
             let Some(tenant) = pk.strip_suffix("#SCHED") else {
                 return Err(self.malformed(item, "the key names no tenant's schedules"));
@@ -99,41 +97,6 @@ impl DynamoStore {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.truncate(limit);
         Ok(out.into_iter().map(|(_, t, d)| (t, d)).collect())
-    }
-
-    async fn due_schedule_shard(
-        &self,
-        shard: String,
-        until: String,
-        want: usize,
-    ) -> StoreResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name("due")
-                .key_condition_expression("due_shard = :shard AND due_at <= :until")
-                .expression_attribute_values(":shard", s(&shard))
-                .expression_attribute_values(":until", s(&until))
-                .limit(DUE_PAGE)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.call_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            if out.len() >= want {
-                out.truncate(want);
-                break;
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -38,7 +38,7 @@ fn string_attribute(name: &str) -> Result<AttributeDefinition, DynamoError> {
 }
 
 /// Creates the table `name`: on-demand, keys `pk`/`sk`; the sparse index `due` (`due_shard`,
-/// `due_at`, all attributes projected); the index `runs` (`runs_pk`, `runs_sk`, projecting
+/// `due_at`, keys only projected); the index `runs` (`runs_pk`, `runs_sk`, projecting
 /// `status`, `workflow` and `version`); time to live on `expires_at`. A table that exists
 /// already is fine (it is not checked against this layout). Returns once the table and both
 /// indexes are ACTIVE.
@@ -49,7 +49,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), DynamoError
         .key_schema(key("due_at", KeyType::Range)?)
         .projection(
             Projection::builder()
-                .projection_type(ProjectionType::All)
+                .projection_type(ProjectionType::KeysOnly)
                 .build(),
         )
         .build()?;
