@@ -205,6 +205,7 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
                 + match v {
                     AttributeValue::S(s) => s.len(),
                     AttributeValue::N(n) => n.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
                     _ => 64,
                 }
         })

@@ -114,7 +114,8 @@ impl DynamoStore {
                 let part = u32::try_from(i).unwrap_or(u32::MAX);
                 let sk = log_sk(first, part);
                 let mut item = key(&pk, &sk);
-                item.insert("body".into(), s(super::body_json(&pk, &sk, &body)?));
+                let (name, body) = super::packed_body(&pk, &sk, &body)?;
+                item.insert(name.into(), body);
                 item.insert("first".into(), n(first));
                 item.insert("last".into(), n(last));
                 item.insert("part".into(), n(part));

@@ -279,8 +279,16 @@ impl DynamoStore {
             .map_err(|e| self.malformed(item, format!("`{name}` is not the JSON expected: {e}")))
     }
 
+    /// An item's body: `zbody` (deflated JSON, see [`packed_body`]) or `body` (JSON).
     fn body<T: DeserializeOwned>(&self, item: &Item) -> StoreResult<T> {
-        self.attr_json(item, "body")
+        let Some(AttributeValue::B(z)) = item.get("zbody") else {
+            return self.attr_json(item, "body");
+        };
+        let json =
+            miniz_oxide::inflate::decompress_to_vec_with_limit(z.as_ref(), MAX_INFLATED_BYTES)
+                .map_err(|e| self.malformed(item, format!("`zbody` does not inflate: {e}")))?;
+        serde_json::from_slice(&json)
+            .map_err(|e| self.malformed(item, format!("`zbody` is not the JSON expected: {e}")))
     }
 
     // ---- calls ------------------------------------------------------------------------------
@@ -529,6 +537,35 @@ pub(crate) fn body_json<T: Serialize + ?Sized>(
     let json = serde_json::to_string(value).map_err(StoreError::backend)?;
     check_size(pk, sk, json.len())?;
     Ok(json)
+}
+
+/// Bodies longer than this are kept deflated: a write unit is 1 KB (of the whole item, its
+/// keys and other attributes included), and the JSON of a checkpoint or a log item deflates
+/// to a third of its size or less; shorter ones gain too little.
+const DEFLATE_OVER: usize = 400;
+/// The most a deflated body may inflate to.
+const MAX_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The body attribute of the item `pk/sk` holding `value`: `body`, its JSON, when that is short;
+/// `zbody`, its JSON deflated (binary), when longer. Refused when what would be stored is over
+/// [`MAX_BODY_BYTES`]. For the items rewritten at every step (checkpoints, log items), where
+/// the bytes are the write units paid.
+pub(crate) fn packed_body<T: Serialize + ?Sized>(
+    pk: &str,
+    sk: &str,
+    value: &T,
+) -> StoreResult<(&'static str, AttributeValue)> {
+    let json = serde_json::to_string(value).map_err(StoreError::backend)?;
+    if json.len() <= DEFLATE_OVER {
+        check_size(pk, sk, json.len())?;
+        return Ok(("body", AttributeValue::S(json)));
+    }
+    let z = miniz_oxide::deflate::compress_to_vec(json.as_bytes(), 6);
+    check_size(pk, sk, z.len())?;
+    Ok((
+        "zbody",
+        AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(z)),
+    ))
 }
 
 pub(crate) fn check_size(pk: &str, sk: &str, size: usize) -> StoreResult<()> {

@@ -80,6 +80,8 @@ struct State {
     bill: Bill,
     /// Write units by kind of item ([`kind_of`]), the indexes' included.
     writes_by_kind: BTreeMap<String, f64>,
+    /// Read units by kind of item read (a query by its index, or the kind of its first item).
+    reads_by_kind: BTreeMap<String, f64>,
     /// The items last seen, by table and key (`pk`, `sk`).
     items: HashMap<String, HashMap<ItemKey, Map<String, Value>>>,
 }
@@ -174,9 +176,14 @@ impl Meter {
         self.state.lock().expect("meter").bill
     }
 
-    /// Write units so far by kind of item (`CP`, `H`, `TASK`, `R`, ...).
+    /// Write units so far by kind of item (`CP`, `H`, `R`, ...).
     pub(crate) fn writes_by_kind(&self) -> BTreeMap<String, f64> {
         self.state.lock().expect("meter").writes_by_kind.clone()
+    }
+
+    /// Read units so far by kind of item read.
+    pub(crate) fn reads_by_kind(&self) -> BTreeMap<String, f64> {
+        self.state.lock().expect("meter").reads_by_kind.clone()
     }
 
     /// The index entry of `item` in `index`, when the item is in it.
@@ -293,6 +300,8 @@ impl Meter {
             "GetItem" if ok => {
                 let item = response["Item"].as_object();
                 read = read_factor * units(item.map_or(0, item_size), 4.0 * KB);
+                let key = request["Key"].as_object().cloned().unwrap_or_default();
+                *state.reads_by_kind.entry(kind_of(&key)).or_default() += read;
                 if let Some(item) = item {
                     self.seen(&mut state, &table, item);
                 }
@@ -306,6 +315,12 @@ impl Meter {
                     .collect();
                 let bytes: usize = items.iter().map(item_size).sum();
                 read = read_factor * units(bytes, 4.0 * KB);
+                let kind = match (request["IndexName"].as_str(), items.first()) {
+                    (Some(index), _) => format!("index {index}"),
+                    (None, Some(item)) => kind_of(item),
+                    (None, None) => "nothing found".to_owned(),
+                };
+                *state.reads_by_kind.entry(kind).or_default() += read;
                 if request["IndexName"].is_null() {
                     for item in &items {
                         self.seen(&mut state, &table, item);
@@ -323,7 +338,9 @@ impl Meter {
                     };
                     for item in items.as_array().into_iter().flatten() {
                         if let Some(item) = item.as_object() {
-                            read += factor * units(item_size(item), 4.0 * KB);
+                            let units = factor * units(item_size(item), 4.0 * KB);
+                            read += units;
+                            *state.reads_by_kind.entry(kind_of(item)).or_default() += units;
                             self.seen(&mut state, table, item);
                         }
                     }
