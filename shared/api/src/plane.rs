@@ -442,15 +442,6 @@ pub fn cycle_error(workflow: &str, cycle: Vec<String>) -> ApiError {
     .with(json!({ "cycle": cycle }))
 }
 
-/// Refuses `def` when its dependencies close a cycle with the latest versions of the other
-/// workflows in `store` (told from `def`'s workflow when it is on the cycle).
-pub async fn refuse_cycles(store: &dyn VersionStore, def: &Definition) -> ApiResult<()> {
-    match eventflow_ports::versions::dependency_cycle(store, def).await? {
-        Some(cycle) => Err(cycle_error(&def.id, cycle)),
-        None => Ok(()),
-    }
-}
-
 fn no_run(id: &str) -> ApiError {
     ApiError::not_found(format!(
         "there is no execution {id}; GET /v1/executions lists them"

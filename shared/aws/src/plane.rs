@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use eventflow_api::plane::{
-    ApiError, ApiResult, ControlPlane, ErrorKind, Plane, Runs, Tenants, problems, refuse_cycles,
+    ApiError, ApiResult, ControlPlane, ErrorKind, Plane, Runs, Tenants, problems,
 };
 use eventflow_engine::migrate::{self, Mapping, Reason, Summary};
 use eventflow_engine::{
-    ActionRegistry, Checkpoint, Definition, Event, EventKind, RunStatus, Timestamp, Version,
+    ActionRegistry, Checkpoint, Definition, Event, EventKind, Problem, RunStatus, Timestamp,
+    Version,
 };
 use eventflow_ports::{
     Commit, StoreError, StoreResult, TenantRecord, TenantStore, VersionRecord, definition_hash,
@@ -163,15 +164,24 @@ impl<S: AwsStore + ScheduleStore> Runs for AwsRuns<S> {
         self.host.registry()
     }
 
-    /// Validates the definition, refuses a cycle of dependencies with the latest versions of
-    /// the tenant's other workflows, and publishes it under its content hash (a conditional
-    /// put: a version is never overwritten).
+    /// Validates the definition and publishes it under its content hash (a conditional put:
+    /// a version is never overwritten). Workflow dependencies are refused: this host keeps
+    /// no correlation index yet, and a dependency it would silently ignore (a blocked run
+    /// starting at once, a dependent run never started) is worse than none.
     async fn publish(&self, def: &Definition) -> ApiResult<VersionRecord> {
-        let found = eventflow_engine::validate(def, self.host.registry());
+        let mut found = eventflow_engine::validate(def, self.host.registry());
+        if !def.dependencies.is_empty() {
+            found.push(Problem {
+                path: "$.dependencies".into(),
+                message: format!(
+                    "{} workflow dependencies declared; the serverless bundle does not run dependencies yet (the embedded runtime, `eventflow serve`, does): publish this workflow without them here, and start the dependent workflows from a step (`workflow.start`)",
+                    def.dependencies.len()
+                ),
+            });
+        }
         if !found.is_empty() {
             return Err(problems(&found));
         }
-        refuse_cycles(self.host.store(), def).await?;
         let hash = definition_hash(def);
         Ok(self
             .host

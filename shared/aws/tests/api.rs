@@ -402,3 +402,22 @@ async fn operator_requests_migrations_and_schedules_through_api_gateway_events()
     let (status, _) = api.post("/v1/schedules/holder.9/pause", json!({})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_with_dependencies_is_refused_by_path_and_nothing_is_published() {
+    // Given a workflow that would wait for the signup of the same attendee
+    let api = api().await;
+    let mut welcome = signup();
+    welcome["id"] = json!("welcome");
+    welcome["correlation_key"] = json!("${input.email}");
+    welcome["dependencies"] = json!([{"workflow": "signup", "type": "blocking"}]);
+    // When it is published to the serverless bundle
+    let (status, body) = api.post("/v1/workflows", welcome).await;
+    // Then it is refused, naming the field and what to do, and no version exists
+    assert_eq!(status, 400, "{body:#}");
+    let problems = body["details"]["problems"].to_string();
+    assert!(problems.contains("$.dependencies"), "{body:#}");
+    assert!(problems.contains("workflow.start"), "{body:#}");
+    let (status, _) = api.get("/v1/workflows/welcome").await;
+    assert_eq!(status, 404);
+}
