@@ -9,7 +9,8 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use eventflow_engine::{Event, EventKind};
 use eventflow_ports::attempt::{self, World};
-use eventflow_ports::{Action, ActionError, Outbox, StoreError};
+use eventflow_ports::{Action, ActionError, Outbox, StoreError, Workflows};
+use serde_json::Value;
 
 use crate::dynamo::DynamoStore;
 use crate::host::{AwsStore, Host};
@@ -115,6 +116,37 @@ pub struct Worker<S: AwsStore> {
     pub actions: HashMap<&'static str, Arc<dyn Action>>,
     /// Where emails and notifications go (every tenant's).
     pub outbox: Arc<dyn Outbox>,
+    /// Through what its actions start and cancel other runs, given the tenant's host: the host
+    /// itself for the flow worker (`workflow.start`), [`NoWorkflows`] for the others. Chosen
+    /// when the worker is built, so that only the flow worker's binary links the start path
+    /// (compiling versions, checking inputs, `decide()`).
+    pub workflows: fn(&Host<S>) -> Arc<dyn Workflows>,
+}
+
+/// The runs port of a worker whose family has no action that starts or cancels runs; were one
+/// routed to it anyway, the attempt fails terminally and says where such actions run.
+#[derive(Debug, Clone, Copy)]
+pub struct NoWorkflows;
+
+#[async_trait::async_trait]
+impl Workflows for NoWorkflows {
+    async fn start(&self, workflow_id: &str, _: &Value, _: &str) -> Result<String, ActionError> {
+        Err(ActionError::terminal(
+            "NotThisWorker",
+            format!(
+                "this worker cannot start `{workflow_id}`: runs are started by the flow worker"
+            ),
+        ))
+    }
+
+    async fn cancel(&self, execution_id: &str) -> Result<(), ActionError> {
+        Err(ActionError::terminal(
+            "NotThisWorker",
+            format!(
+                "this worker cannot cancel {execution_id}: runs are cancelled by the flow worker"
+            ),
+        ))
+    }
 }
 
 impl<S: AwsStore> std::fmt::Debug for Worker<S> {
@@ -201,7 +233,7 @@ async fn work_one<S: AwsStore>(
                     let world = World {
                         records: Arc::new(store.clone()),
                         outbox: Arc::clone(&worker.outbox),
-                        workflows: Arc::new(host.clone()),
+                        workflows: (worker.workflows)(&host),
                     };
                     let outcome = Box::pin(attempt::run(&task, &worker.actions, &world)).await;
                     match outcome {

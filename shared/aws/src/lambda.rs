@@ -77,36 +77,140 @@ pub fn host_with(
     )
 }
 
-/// The worker of `family`: the actions of that family only, email through SES.
+/// Builds one family's worker at init, from the SDK configuration, the host and the SES
+/// settings: [`workers::email`], [`workers::http`], [`workers::records`], [`workers::notify`],
+/// [`workers::flow`].
+pub type BuildWorker = fn(
+    &aws_config::SdkConfig,
+    Host<DynamoStore>,
+    SesSettings,
+) -> Result<Worker<DynamoStore>, InitError>;
+
+/// The worker of `family`: the actions of that family only, email through SES. The family is
+/// chosen as this runs, so whatever calls this links every family's actions (the tests do);
+/// a worker function names its family's builder instead (see [`serve_worker`]).
 pub fn worker(
     config: &aws_config::SdkConfig,
     host: Host<DynamoStore>,
     family: Family,
     ses: SesSettings,
 ) -> Result<Worker<DynamoStore>, InitError> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("eventflow/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| InitError(format!("cannot build the HTTP client: {e}")))?;
-    let actions = eventflow_actions::actions(http)
-        .into_iter()
-        .filter(|(name, _)| family.runs(name))
-        .collect();
-    Ok(Worker {
-        host,
-        family,
-        actions,
-        outbox: Arc::new(SesOutbox::new(aws_sdk_ses::Client::new(config), ses)),
-    })
+    let build: BuildWorker = match family {
+        Family::Email => workers::email,
+        Family::Http => workers::http,
+        Family::Records => workers::records,
+        Family::Notify => workers::notify,
+        Family::Flow => workers::flow,
+    };
+    build(config, host, ses)
 }
 
-/// Runs the worker function of `family` (what each worker's `main.rs` calls).
-pub async fn serve_worker(family: Family) -> Result<(), lambda_runtime::Error> {
+/// One builder per family, each naming only its family's actions: a worker function's binary
+/// then holds those actions and what they use, and not the others' (the HTTP client is in the
+/// http worker alone; the path that starts runs, with the engine's compiler and input schemas,
+/// in the flow worker alone).
+pub mod workers {
+    use std::sync::Arc;
+
+    use eventflow_actions::{email, fail, http as http_action, notify, records as rec, workflow};
+    use eventflow_ports::Action;
+
+    use super::{InitError, SesOutbox, SesSettings};
+    use crate::dynamo::DynamoStore;
+    use crate::handlers::{NoWorkflows, Worker};
+    use crate::host::Host;
+    use crate::messages::Family;
+
+    /// A worker of `family` running `actions`, whose port for runs refuses ([`NoWorkflows`]):
+    /// only the flow worker replaces it.
+    fn build(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+        family: Family,
+        actions: Vec<Arc<dyn Action>>,
+    ) -> Worker<DynamoStore> {
+        Worker {
+            host,
+            family,
+            actions: actions.into_iter().map(|a| (a.name(), a)).collect(),
+            outbox: Arc::new(SesOutbox::new(aws_sdk_ses::Client::new(config), ses)),
+            workflows: |_| Arc::new(NoWorkflows),
+        }
+    }
+
+    /// `email.send`.
+    pub fn email(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+    ) -> Result<Worker<DynamoStore>, InitError> {
+        let actions: Vec<Arc<dyn Action>> = vec![Arc::new(email::EmailSend)];
+        Ok(build(config, host, ses, Family::Email, actions))
+    }
+
+    /// `http.request`, with the HTTP client it builds once.
+    pub fn http(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+    ) -> Result<Worker<DynamoStore>, InitError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("eventflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| InitError(format!("cannot build the HTTP client: {e}")))?;
+        let actions: Vec<Arc<dyn Action>> = vec![Arc::new(http_action::HttpRequest::new(client))];
+        Ok(build(config, host, ses, Family::Http, actions))
+    }
+
+    /// `records.put`, `records.update`, `records.delete`, `records.get`.
+    pub fn records(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+    ) -> Result<Worker<DynamoStore>, InitError> {
+        let actions: Vec<Arc<dyn Action>> = vec![
+            Arc::new(rec::put::RecordsPut),
+            Arc::new(rec::update::RecordsUpdate),
+            Arc::new(rec::delete::RecordsDelete),
+            Arc::new(rec::get::RecordsGet),
+        ];
+        Ok(build(config, host, ses, Family::Records, actions))
+    }
+
+    /// `notify`.
+    pub fn notify(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+    ) -> Result<Worker<DynamoStore>, InitError> {
+        let actions: Vec<Arc<dyn Action>> = vec![Arc::new(notify::Notify)];
+        Ok(build(config, host, ses, Family::Notify, actions))
+    }
+
+    /// `workflow.start` and `fail`; the host starts and cancels the runs.
+    pub fn flow(
+        config: &aws_config::SdkConfig,
+        host: Host<DynamoStore>,
+        ses: SesSettings,
+    ) -> Result<Worker<DynamoStore>, InitError> {
+        let actions: Vec<Arc<dyn Action>> =
+            vec![Arc::new(workflow::WorkflowStart), Arc::new(fail::Fail)];
+        Ok(Worker {
+            workflows: |host| Arc::new(host.clone()),
+            ..build(config, host, ses, Family::Flow, actions)
+        })
+    }
+}
+
+/// Runs a worker function (what each worker's `main.rs` calls, with its family's builder from
+/// [`workers`]).
+pub async fn serve_worker(build: BuildWorker) -> Result<(), lambda_runtime::Error> {
     logging();
     let config = Box::pin(sdk_config()).await;
     let host = Box::pin(host(&config)).await?;
     let ses = SesSettings::from_env().map_err(InitError)?;
-    let worker = worker(&config, host, family, ses)?;
+    let worker = build(&config, host, ses)?;
     let worker = &worker;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
@@ -143,4 +247,68 @@ pub async fn serve_scheduler() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration that never reaches AWS: the clients are built, never called.
+    fn offline() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .build()
+    }
+
+    fn offline_host(config: &aws_config::SdkConfig) -> Host<DynamoStore> {
+        let urls = QueueUrls {
+            coordinator: "https://sqs.invalid/coordinator.fifo".into(),
+            tasks: Default::default(),
+        };
+        host_with(
+            aws_sdk_dynamodb::Client::new(config),
+            aws_sdk_sqs::Client::new(config),
+            "table",
+            urls,
+            Arc::new(SystemClock),
+        )
+    }
+
+    fn ses() -> SesSettings {
+        SesSettings {
+            sender: "events@eventflow.example".into(),
+            notify_domain: "notify.eventflow.example".into(),
+        }
+    }
+
+    #[test]
+    fn each_family_builder_runs_exactly_its_familys_actions() {
+        let config = offline();
+        let every: Vec<&str> = eventflow_actions::actions(reqwest::Client::new())
+            .into_keys()
+            .collect();
+        for family in Family::ALL {
+            let w = worker(&config, offline_host(&config), family, ses()).expect("worker");
+            assert_eq!(w.family, family);
+            let mut built: Vec<&str> = w.actions.keys().copied().collect();
+            built.sort_unstable();
+            let mut expected: Vec<&str> =
+                every.iter().copied().filter(|a| family.runs(a)).collect();
+            expected.sort_unstable();
+            assert_eq!(built, expected, "{family:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_other_than_flow_refuses_to_start_runs() {
+        let config = offline();
+        let w = workers::email(&config, offline_host(&config), ses()).expect("worker");
+        let refused = (w.workflows)(&w.host)
+            .start("follow-up", &serde_json::json!({}), "key")
+            .await
+            .expect_err("the email worker starts no runs");
+        assert_eq!(refused.name, "NotThisWorker");
+        assert!(!refused.retryable);
+    }
 }
