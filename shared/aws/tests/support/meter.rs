@@ -150,8 +150,12 @@ fn item_size(item: &Map<String, Value>) -> usize {
 /// The kind of an item: its sort key up to the first `#` (`CP`, `H`, `TASK`, ...), or for a
 /// record its collection (`REC#<collection>`).
 fn kind_of(item: &Map<String, Value>) -> String {
-    let pk = item["pk"]["S"].as_str().unwrap_or_default();
-    let sk = item["sk"]["S"].as_str().unwrap_or_default();
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v["S"].as_str())
+            .unwrap_or_default()
+    };
+    let (pk, sk) = (text("pk"), text("sk"));
     match pk.split_once("#REC#") {
         Some((_, collection)) => format!("REC#{collection}"),
         None => sk.split('#').next().unwrap_or_default().to_owned(),
