@@ -2,7 +2,8 @@
 # The serverless bundle's binaries and their init time, without AWS:
 #
 #   1. builds every function the way the template ships it: `cargo lambda build --release
-#      --arm64` (SAM's rust-cargolambda build on provided.al2023, arm64), bootstraps under
+#      --arm64` (SAM's rust-cargolambda build on provided.al2023, arm64: the release profile,
+#      plus the `-C target-cpu=neoverse-n1` cargo-lambda adds), bootstraps under
 #      $CARGO_TARGET_DIR/lambda/<bin>/bootstrap; if arm64 cannot be cross-compiled here, it
 #      says so and builds for the host's architecture instead;
 #   2. measures each function's init time: its release binary for this machine's architecture
@@ -46,13 +47,13 @@ lambda_dir="$CARGO_TARGET_DIR/lambda"
 
 host_arch=$(uname -m)
 arch=arm64
-say "cargo lambda build --profile lambda --arm64 (cargo-lambda $(cargo lambda --version | awk '{print $2}'))"
+say "cargo lambda build --release --arm64 (cargo-lambda $(cargo lambda --version | awk '{print $2}'))"
 start=$(date +%s)
-if ! cargo lambda build --profile lambda --arm64 --locked "${packages[@]}"; then
+if ! cargo lambda build --release --arm64 --locked "${packages[@]}"; then
   arch=$host_arch
   say "NOTE: cross-compiling for arm64 failed here; building for the host ($host_arch) instead." \
     "The sizes below are $host_arch binaries, not the arm64 ones the template deploys."
-  cargo lambda build --profile lambda --locked "${packages[@]}"
+  cargo lambda build --release --locked "${packages[@]}"
 fi
 lambda_build_s=$(($(date +%s) - start))
 
