@@ -254,12 +254,12 @@ impl Meter {
         match op {
             "PutItem" if ok || refused => {
                 let item = request["Item"].as_object().cloned().unwrap_or_default();
-                let (w, i) = self.put(&mut state, &table, item, ok);
+                let (w, i) = self.write(&mut state, &table, &item, Some(item.clone()), ok);
                 (write, index) = (w, i);
             }
             "DeleteItem" if ok || refused => {
                 let key = request["Key"].as_object().cloned().unwrap_or_default();
-                let (w, i) = self.delete(&mut state, &table, &key, ok);
+                let (w, i) = self.write(&mut state, &table, &key, None, ok);
                 (write, index) = (w, i);
             }
             "UpdateItem" if ok || refused => {
@@ -291,10 +291,10 @@ impl Meter {
                             continue;
                         }
                         let (w, i) = if let Some(item) = r["PutRequest"]["Item"].as_object() {
-                            self.put(&mut state, table, item.clone(), true)
+                            self.write(&mut state, table, item, Some(item.clone()), true)
                         } else {
                             let key = r["DeleteRequest"]["Key"].as_object().cloned();
-                            self.delete(&mut state, table, &key.unwrap_or_default(), true)
+                            self.write(&mut state, table, &key.unwrap_or_default(), None, true)
                         };
                         write += w;
                         index += i;
@@ -365,57 +365,35 @@ impl Meter {
             .insert(key_of(item), item.clone());
     }
 
-    /// A put of `item`: its units and its indexes' (`done`: it went through).
-    fn put(
+    /// A write of the item with the keys of `keys`: a put of `new`, or a delete (`None`). Its
+    /// units and its indexes' (`done`: it went through; a refused one changes nothing).
+    fn write(
         &self,
         state: &mut State,
         table: &str,
-        item: Map<String, Value>,
+        keys: &Map<String, Value>,
+        new: Option<Map<String, Value>>,
         done: bool,
     ) -> (f64, f64) {
-        let items = state.items.entry(table.to_owned()).or_default();
-        let key = key_of(&item);
-        let old = items.get(&key);
-        let write = units(item_size(&item).max(old.map_or(0, item_size)), KB);
+        let key = key_of(keys);
+        let old = state.items.get(table).and_then(|items| items.get(&key));
+        let size = new
+            .as_ref()
+            .map_or(0, item_size)
+            .max(old.map_or(0, item_size));
+        let write = units(size, KB);
         let index = if done {
-            self.index_units(old, Some(&item))
+            self.index_units(old, new.as_ref())
         } else {
             0.0
         };
-        *state.writes_by_kind.entry(kind_of(&item)).or_default() += write + index;
+        *state.writes_by_kind.entry(kind_of(keys)).or_default() += write + index;
         if done {
-            state
-                .items
-                .entry(table.to_owned())
-                .or_default()
-                .insert(key, item);
-        }
-        (write, index)
-    }
-
-    fn delete(
-        &self,
-        state: &mut State,
-        table: &str,
-        key_in: &Map<String, Value>,
-        done: bool,
-    ) -> (f64, f64) {
-        let items = state.items.entry(table.to_owned()).or_default();
-        let key = key_of(key_in);
-        let old = items.get(&key);
-        let write = units(old.map_or(0, item_size), KB);
-        let index = if done {
-            self.index_units(old, None)
-        } else {
-            0.0
-        };
-        *state.writes_by_kind.entry(kind_of(key_in)).or_default() += write + index;
-        if done {
-            state
-                .items
-                .entry(table.to_owned())
-                .or_default()
-                .remove(&key);
+            let items = state.items.entry(table.to_owned()).or_default();
+            match new {
+                Some(item) => items.insert(key, item),
+                None => items.remove(&key),
+            };
         }
         (write, index)
     }
