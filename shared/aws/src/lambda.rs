@@ -177,9 +177,8 @@ pub mod workers {
         host: Host<DynamoStore>,
         ses: SesSettings,
     ) -> Result<Worker<DynamoStore>, InitError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("eventflow/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // The embedded runtime's client: its user agent and its 10 s connect timeout.
+        let client = eventflow_actions::http_client()
             .map_err(|e| InitError(format!("cannot build the HTTP client: {e}")))?;
         let actions: Vec<Arc<dyn Action>> = vec![Arc::new(http_action::HttpRequest::new(client))];
         Ok(build(config, host, ses, Family::Http, actions))
