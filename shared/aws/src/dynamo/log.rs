@@ -15,18 +15,18 @@
 //! parts go in the commit's batch, before the checkpoint.
 
 use eventflow_engine::{Checkpoint, HistoryEntry};
-use eventflow_ports::{StoreResult, Task};
-use serde::{Deserialize, Serialize};
+use eventflow_ports::{StoreError, StoreResult, Task};
+use serde::Deserialize;
 
 use super::{DynamoError, DynamoStore, Item, key, n, s};
 use crate::messages::Logged;
 
-/// The body of a log part.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The body of a log part, as read back (`log_items` writes it from each piece's JSON).
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct LogBody {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub entries: Vec<HistoryEntry>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub tasks: Vec<Task>,
 }
 
@@ -81,29 +81,35 @@ impl DynamoStore {
             .into());
         };
         let (first, last) = (head.seq, tail.seq);
-        let mut bodies = vec![LogBody::default()];
+        // Each entry and task is serialized once; a part's body is their JSON put together
+        // in the shape of a [`LogBody`].
+        let mut parts: Vec<(Vec<String>, Vec<String>)> = vec![Default::default()];
         let mut size = 0;
-        let next_part = |bodies: &mut Vec<LogBody>, size: &mut usize, bytes: usize| {
-            if *size > 0 && *size + bytes > PART_BYTES {
-                bodies.push(LogBody::default());
-                *size = 0;
+        let pieces = entries
+            .iter()
+            .map(|e| (true, serde_json::to_string(e)))
+            .chain(tasks.iter().map(|t| (false, serde_json::to_string(t))));
+        for (is_entry, piece) in pieces {
+            let piece = piece.map_err(StoreError::backend)?;
+            if size > 0 && size + piece.len() > PART_BYTES {
+                parts.push(Default::default());
+                size = 0;
             }
-            *size += bytes;
-        };
-        for entry in entries {
-            let bytes = serde_json::to_vec(entry).map_or(0, |v| v.len());
-            next_part(&mut bodies, &mut size, bytes);
-            if let Some(b) = bodies.last_mut() {
-                b.entries.push(entry.clone());
-            }
-        }
-        for task in tasks {
-            let bytes = serde_json::to_vec(task).map_or(0, |v| v.len());
-            next_part(&mut bodies, &mut size, bytes);
-            if let Some(b) = bodies.last_mut() {
-                b.tasks.push(task.clone());
+            size += piece.len();
+            if let Some((e, t)) = parts.last_mut() {
+                if is_entry { e } else { t }.push(piece);
             }
         }
+        let bodies: Vec<String> = parts
+            .into_iter()
+            .map(|(e, t)| {
+                format!(
+                    r#"{{"entries":[{}],"tasks":[{}]}}"#,
+                    e.join(","),
+                    t.join(",")
+                )
+            })
+            .collect();
         let pk = self.pk_execution(execution_id);
         let commit = uuid::Uuid::now_v7().simple().to_string();
         let parts = bodies.len();
@@ -114,7 +120,7 @@ impl DynamoStore {
                 let part = u32::try_from(i).unwrap_or(u32::MAX);
                 let sk = log_sk(first, part);
                 let mut item = key(&pk, &sk);
-                let (name, body) = super::packed_body(&pk, &sk, &body)?;
+                let (name, body) = super::packed_json(&pk, &sk, body)?;
                 item.insert(name.into(), body);
                 item.insert("first".into(), n(first));
                 item.insert("last".into(), n(last));

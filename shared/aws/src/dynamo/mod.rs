@@ -555,7 +555,19 @@ pub(crate) fn packed_body<T: Serialize + ?Sized>(
     sk: &str,
     value: &T,
 ) -> StoreResult<(&'static str, AttributeValue)> {
-    let json = serde_json::to_string(value).map_err(StoreError::backend)?;
+    packed_json(
+        pk,
+        sk,
+        serde_json::to_string(value).map_err(StoreError::backend)?,
+    )
+}
+
+/// [`packed_body`] of a body already serialized.
+pub(crate) fn packed_json(
+    pk: &str,
+    sk: &str,
+    json: String,
+) -> StoreResult<(&'static str, AttributeValue)> {
     if json.len() <= DEFLATE_OVER {
         check_size(pk, sk, json.len())?;
         return Ok(("body", AttributeValue::S(json)));
