@@ -69,12 +69,17 @@ pub fn decide(
         commands: Vec::new(),
         changes: Vec::new(),
     };
+    let first = m.cp.seq == 0;
     if !m.apply(&event) {
         return Decision {
             checkpoint: m.cp,
             commands: Vec::new(),
             history: None,
         };
+    }
+    if first {
+        m.commands
+            .insert(0, Command::metric("RunStarted", 1.0, "Count"));
     }
     m.progress();
     if event.kind.needs_id_check() {
@@ -1426,11 +1431,8 @@ impl Machine<'_> {
         st.error = Some(error.clone());
         st.timer = None;
         self.set_status(i, StepStatus::Failed, Some(error.clone()));
-        self.commands.push(Command::EmitMetric {
-            name: "StepFailed".into(),
-            value: 1.0,
-            unit: "Count".into(),
-        });
+        self.commands
+            .push(Command::metric("StepFailed", 1.0, "Count"));
         if self.cp.error.is_none() {
             self.cp.error = Some(RunError {
                 step: self.cs(i).id.clone(),
@@ -1461,11 +1463,10 @@ impl Machine<'_> {
             .or_else(|| self.cp.error.clone());
         self.commands.push(Command::Finish { status, error });
         let ms = (self.now - self.cp.created_at).num_milliseconds().max(0);
-        self.commands.push(Command::EmitMetric {
-            name: "RunDuration".into(),
-            value: ms as f64,
-            unit: "Milliseconds".into(),
-        });
+        self.commands
+            .push(Command::metric(status.metric_name(), 1.0, "Count"));
+        self.commands
+            .push(Command::metric("RunDuration", ms as f64, "Milliseconds"));
     }
 
     // ---- compensation ------------------------------------------------------------------

@@ -66,6 +66,22 @@ impl RunStatus {
             RunStatus::NeedsAttention => "needs_attention",
         }
     }
+
+    /// The metric counting runs that ended in this status (`RunCompleted`, `RunFailed`, ...).
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RunRunning",
+            RunStatus::WaitingForDependency => "RunWaitingForDependency",
+            RunStatus::Paused => "RunPaused",
+            RunStatus::Compensating => "RunCompensating",
+            RunStatus::Completed => "RunCompleted",
+            RunStatus::CompletedWithErrors => "RunCompletedWithErrors",
+            RunStatus::Failed => "RunFailed",
+            RunStatus::Compensated => "RunCompensated",
+            RunStatus::Cancelled => "RunCancelled",
+            RunStatus::NeedsAttention => "RunNeedsAttention",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -705,6 +721,17 @@ pub enum Command {
         value: f64,
         unit: String,
     },
+}
+
+impl Command {
+    /// An [`Command::EmitMetric`].
+    pub fn metric(name: &str, value: f64, unit: &str) -> Command {
+        Command::EmitMetric {
+            name: name.to_owned(),
+            value,
+            unit: unit.to_owned(),
+        }
+    }
 }
 
 /// One change a transition made.

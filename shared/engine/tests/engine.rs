@@ -428,6 +428,67 @@ fn an_event_applied_twice_changes_nothing_and_emits_nothing() {
     assert_eq!(run.cp.status, RunStatus::Running);
 }
 
+/// The (name, value, unit) of every EmitMetric command.
+fn metrics(cmds: &[Command]) -> Vec<(String, f64, String)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::EmitMetric { name, value, unit } => Some((name.clone(), *value, unit.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(name: &str) -> (String, f64, String) {
+    (name.into(), 1.0, "Count".into())
+}
+
+#[test]
+fn a_run_counts_its_start_once_and_its_end_with_its_status_and_duration() {
+    // Given a two-step workflow, when it starts
+    let (mut run, cmds) = Run::start(
+        wf(
+            json!([{"id": "a", "action": "act"}, {"id": "b", "action": "act", "depends_on": ["a"]}]),
+        ),
+        json!({}),
+    );
+    // Then the start is counted, once
+    assert_eq!(metrics(&cmds), vec![count("RunStarted")]);
+    assert!(run.send(EventKind::Started).is_empty(), "a second start");
+    assert!(metrics(&run.done("a")).is_empty());
+    // When the last step succeeds 90 seconds in, the end is counted with its duration
+    run.now = t0() + chrono::TimeDelta::seconds(90);
+    let cmds = run.done("b");
+    assert_eq!(
+        metrics(&cmds),
+        vec![
+            count("RunCompleted"),
+            ("RunDuration".into(), 90_000.0, "Milliseconds".into())
+        ]
+    );
+}
+
+#[test]
+fn a_step_failing_for_good_is_counted_and_so_is_the_rollback_it_ends_in() {
+    // Given a -> b, rolled back on failure
+    let (mut run, _) = Run::start(
+        wf_with(
+            "rollback",
+            json!([{"id": "a", "action": "undoable", "compensate": true},
+                   {"id": "b", "action": "act", "depends_on": ["a"]}]),
+        ),
+        json!({}),
+    );
+    run.done("a");
+    // When b fails for good, the failure is counted and the rollback begins
+    let cmds = run.fail("b", None, 1, false);
+    assert_eq!(metrics(&cmds), vec![count("StepFailed")]);
+    assert_eq!(compensations(&cmds), names(&["a"]));
+    // When a is compensated, the run ends compensated
+    let cmds = run.compensated("a", None, 1);
+    let names: Vec<_> = metrics(&cmds).into_iter().map(|m| m.0).collect();
+    assert_eq!(names, ["RunCompensated", "RunDuration"]);
+}
+
 #[test]
 fn every_applied_event_appends_a_history_entry_saying_what_changed() {
     let (mut run, _) = Run::start(wf(json!([{"id": "a", "action": "act"}])), json!({}));

@@ -12,10 +12,12 @@
 //! - [`Action`] with [`ActionContext`]: what a step does, and how it is undone; actions reach
 //!   the outside world through [`RecordStore`] and [`Outbox`].
 //! - [`versions`]: the version lifecycle (alias and canary, deprecate, retire) over the ports.
+//! - [`metrics`]: the figures runs emit, summed per workflow and hour.
 
 use std::sync::Arc;
 
 pub mod attempt;
+pub mod metrics;
 pub mod versions;
 
 use async_trait::async_trait;
@@ -225,6 +227,8 @@ pub struct Commit {
     /// Runs of other workflows this event starts (workflow dependencies), kept until a run
     /// with the start's key exists, so a crash between the two starts each exactly once.
     pub dependent_starts: Vec<DependentStart>,
+    /// Figures the events emitted, added to the workflow's hourly aggregates.
+    pub metrics: Vec<metrics::Sample>,
 }
 
 /// A run of a dependent workflow to start, once per `key`.
@@ -264,7 +268,9 @@ pub trait ExecutionStore: Send + Sync {
     ///   beyond the checkpoint's `seq` (never read), and items keyed by sequence number,
     ///   attempt key or timer id, which applying the same events again writes again. A caller
     ///   that gets an error re-reads the checkpoint of every execution of the call and
-    ///   re-applies the events not yet in it.
+    ///   re-applies the events not yet in it. A commit's metrics are added to the
+    ///   aggregates once its checkpoint is written, so a crash between the two loses them:
+    ///   a figure is counted at most once, never twice.
     async fn commit(&self, commits: Vec<Commit>) -> StoreResult<()>;
     async fn checkpoint(&self, execution_id: &str) -> StoreResult<Option<Checkpoint>>;
     async fn history(&self, execution_id: &str) -> StoreResult<Vec<HistoryEntry>>;
@@ -279,6 +285,14 @@ pub trait ExecutionStore: Send + Sync {
     async fn result(&self, key: &str) -> StoreResult<Option<Value>>;
     /// The execution started with this idempotency key, if any.
     async fn execution_for_key(&self, key: &str) -> StoreResult<Option<String>>;
+    /// The hourly metric aggregates of `workflow_id` whose hour starts in `from..to`, oldest
+    /// first; an hour without figures has none.
+    async fn metrics(
+        &self,
+        workflow_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<metrics::Aggregate>>;
 }
 
 #[cfg(test)]
