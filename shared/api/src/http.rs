@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::plane::{
-    ApiError, ControlPlane, ErrorKind, ExecutionFilter, MigrateRequest, MigrateScope, StartRequest,
-    Tenants,
+    ApiError, ControlPlane, ErrorKind, ExecutionFilter, MetricsQuery, MigrateRequest, MigrateScope,
+    StartRequest, Tenants,
 };
 use crate::{tenant, webhook};
 
@@ -352,6 +352,18 @@ async fn list_executions(
     )
 }
 
+async fn workflow_metrics(
+    State(app): State<App>,
+    Scope(p): Scope,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<MetricsQuery>, QueryRejection>,
+) -> Reply {
+    let Path(workflow) = path?;
+    let Query(query) = query?;
+    let range = query.range(app.tenants.now())?;
+    ok(StatusCode::OK, p.metrics(&workflow, range).await?)
+}
+
 async fn get_execution(Scope(p): Scope, path: Result<Path<String>, PathRejection>) -> Reply {
     let Path(id) = path?;
     ok(StatusCode::OK, p.execution(&id).await?)
@@ -673,6 +685,11 @@ fn table() -> Vec<(Method, &'static str, MethodRouter<App>)> {
             Method::POST,
             "/v1/workflows/{workflow}/executions",
             post(start),
+        ),
+        (
+            Method::GET,
+            "/v1/workflows/{workflow}/metrics",
+            get(workflow_metrics),
         ),
         (Method::GET, "/v1/executions", get(list_executions)),
         (

@@ -13,11 +13,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::TimeDelta;
 use eventflow_engine::migrate::{Mapping, Reason, Summary};
 use eventflow_engine::{
     ActionRegistry, Checkpoint, Definition, EventKind, HistoryEntry, Problem, RunStatus, Timestamp,
     Trigger, Version,
 };
+use eventflow_ports::metrics::{Interval, Report};
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{
     Alias, ExecutionStore, ExecutionSummary, RecordStore, StoreError, StoreResult, TenantRecord,
@@ -227,6 +229,75 @@ pub struct ExecutionFilter {
     pub limit: Option<usize>,
 }
 
+/// `GET /v1/workflows/{id}/metrics`: a time range and how to group it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    /// RFC 3339; by default a day (`hour`) or thirty days (`day`) before `to`.
+    #[serde(default)]
+    pub from: Option<Timestamp>,
+    /// RFC 3339, excluded; by default now.
+    #[serde(default)]
+    pub to: Option<Timestamp>,
+    /// `hour` (the default) or `day` (UTC days).
+    #[serde(default)]
+    pub interval: Option<Interval>,
+}
+
+/// The most hours a metrics report spans, by interval.
+pub const MAX_METRIC_HOURS: i64 = 92 * 24;
+pub const MAX_METRIC_DAYS: i64 = 400;
+
+/// A metrics report's range, checked: `from` at the start of its period, `from < to`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsRange {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub interval: Interval,
+}
+
+impl MetricsQuery {
+    /// The range asked for, defaults filled in from `now`; refused when `from` is not before
+    /// `to`, or when it spans more than [`MAX_METRIC_HOURS`] hours (`hour`) or
+    /// [`MAX_METRIC_DAYS`] days (`day`).
+    pub fn range(&self, now: Timestamp) -> ApiResult<MetricsRange> {
+        let interval = self.interval.unwrap_or_default();
+        let to = self.to.unwrap_or(now);
+        let (default_span, most, unit) = match interval {
+            Interval::Hour => (
+                TimeDelta::days(1),
+                TimeDelta::hours(MAX_METRIC_HOURS),
+                "hours",
+            ),
+            Interval::Day => (
+                TimeDelta::days(30),
+                TimeDelta::days(MAX_METRIC_DAYS),
+                "days",
+            ),
+        };
+        let from = interval.start_of(self.from.unwrap_or(to - default_span));
+        if from >= to {
+            return Err(ApiError::invalid(format!(
+                "from ({}) must come before to ({})",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            ))
+            .with(json!({"parameter": "from"})));
+        }
+        if to - from > most {
+            let limit = match interval {
+                Interval::Hour => MAX_METRIC_HOURS,
+                Interval::Day => MAX_METRIC_DAYS,
+            };
+            return Err(ApiError::invalid(format!(
+                "the range spans more than {limit} {unit}; narrow it, or ask for interval=day"
+            ))
+            .with(json!({"parameter": "from"})));
+        }
+        Ok(MetricsRange { from, to, interval })
+    }
+}
+
 /// The runs a migration moves: one, or every unfinished run of a version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MigrateScope {
@@ -304,6 +375,8 @@ pub trait ControlPlane: Send + Sync {
     async fn execution(&self, id: &str) -> ApiResult<Value>;
     async fn executions(&self, filter: ExecutionFilter) -> ApiResult<Vec<ExecutionSummary>>;
     async fn history(&self, id: &str) -> ApiResult<Vec<HistoryEntry>>;
+    /// The figures a workflow's runs emitted over a range, by period and in total.
+    async fn metrics(&self, workflow: &str, range: MetricsRange) -> ApiResult<Report>;
     /// Pause, resume, cancel, retry, skip or roll back; a conflict when it does not apply.
     async fn operate(&self, id: &str, event: EventKind) -> ApiResult<Operated>;
     async fn migrate(
@@ -710,6 +783,20 @@ impl<R: Runs> ControlPlane for Plane<R> {
         let cp = self.checkpoint(id).await?;
         let history = self.store().history(id).await?;
         Ok(execution_json(&cp, &history))
+    }
+
+    async fn metrics(&self, workflow: &str, range: MetricsRange) -> ApiResult<Report> {
+        if self.store().latest(workflow).await?.is_none() {
+            return Err(VersionError::NoSuchWorkflow(workflow.to_owned()).into());
+        }
+        let hours = self.store().metrics(workflow, range.from, range.to).await?;
+        Ok(Report::of(
+            workflow,
+            range.from,
+            range.to,
+            range.interval,
+            &hours,
+        ))
     }
 
     async fn executions(&self, filter: ExecutionFilter) -> ApiResult<Vec<ExecutionSummary>> {

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use eventflow_engine::{
     ActionRegistry, Checkpoint, Command, Event, EventKind, RunStatus, Timestamp, Version, decide,
 };
+use eventflow_ports::metrics::Sample;
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{
     ActionError, Clock, Commit, ExecutionStore, RecordStore, StoreError, StoreResult, Task,
@@ -192,8 +193,9 @@ impl<S: AwsStore> Host<S> {
         commit.input = Some(cp.input.clone());
         commit.start_key = Some(key.to_owned());
         commit.checkpoint = Some(without_input(&cp));
+        let samples = commit.metrics.clone();
         match Box::pin(self.store.commit(vec![commit])).await {
-            Ok(()) => {}
+            Ok(()) => emf(&samples),
             // Another start with the same key got there first: that run is the one.
             Err(StoreError::Conflict(_)) => {
                 if let Some(existing) = self.store.execution_for_key(key).await? {
@@ -252,8 +254,10 @@ impl<S: AwsStore> Host<S> {
             }
             commit.checkpoint = Some(without_input(&cp));
             commit.expected_seq = Some(expected);
+            let samples = commit.metrics.clone();
             match Box::pin(self.store.commit(vec![commit])).await {
                 Ok(()) => {
+                    emf(&samples);
                     Box::pin(self.send(out)).await?;
                     return Ok(Applied {
                         status,
@@ -344,19 +348,8 @@ impl<S: AwsStore> Host<S> {
                     Command::Finish { status, error } => {
                         tracing::info!(execution_id = %cp.execution_id, status = status.as_str(), error = ?error.map(|e| e.error.message), "run finished");
                     }
-                    Command::EmitMetric { name, value, unit } => {
-                        // CloudWatch Embedded Metric Format: a log line, no API call.
-                        println!(
-                            "{}",
-                            serde_json::json!({
-                                "_aws": {"Timestamp": now.timestamp_millis(), "CloudWatchMetrics": [{
-                                    "Namespace": "eventflow",
-                                    "Dimensions": [["workflow"]],
-                                    "Metrics": [{"Name": name, "Unit": unit}]}]},
-                                "workflow": cp.workflow_id,
-                                name: value,
-                            })
-                        );
+                    Command::EmitMetric { .. } => {
+                        commit.metrics.extend(Sample::of(&c, &cp.workflow_id, now));
                     }
                 }
             }
@@ -387,6 +380,25 @@ impl<S: AwsStore> Host<S> {
 struct Outgoing {
     tasks: Vec<Logged>,
     timers: Vec<TimerRecord>,
+}
+
+/// Prints the samples of a written commit as CloudWatch Embedded Metric Format lines (a log
+/// line each, no API call), by workflow. Only once the commit is written: a commit that lost a
+/// race is applied again, and would count twice.
+fn emf(samples: &[Sample]) {
+    for m in samples {
+        println!(
+            "{}",
+            serde_json::json!({
+                "_aws": {"Timestamp": m.at.timestamp_millis(), "CloudWatchMetrics": [{
+                    "Namespace": "eventflow",
+                    "Dimensions": [["workflow"]],
+                    "Metrics": [{"Name": m.name, "Unit": m.unit}]}]},
+                "workflow": m.workflow_id,
+                m.name.as_str(): m.value,
+            })
+        );
+    }
 }
 
 /// The checkpoint as stored: its input is kept once, apart.

@@ -21,6 +21,7 @@ use eventflow_engine::{
     HistoryEntry, RunStatus, Timestamp, Upstream, Version, decide,
 };
 use eventflow_ports::attempt;
+use eventflow_ports::metrics::Sample;
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::*;
 use serde_json::Value;
@@ -995,8 +996,8 @@ impl Driver {
                 Command::Finish { status, error } => {
                     tracing::info!(execution_id, status = status.as_str(), error = ?error.map(|e| e.error.message), "run finished");
                 }
-                Command::EmitMetric { name, value, unit } => {
-                    tracing::debug!(execution_id, metric = name, value, unit, "metric");
+                Command::EmitMetric { .. } => {
+                    commit.metrics.extend(Sample::of(&c, &cp.workflow_id, now));
                 }
             }
         }

@@ -18,15 +18,18 @@
 //! | `version_states` | (workflow, number) | [`VersionState`] when not active |
 //! | `aliases` | workflow | [`Alias`] |
 //! | `tenants` | tenant | [`TenantRecord`] (the key's hash only) |
+//! | `metrics` | (workflow, hour's start in ms) | the hour's figures ([`metrics::Aggregate`]) |
 //!
 //! The correlation index and dependent starts are described in [`crate::correlation`].
 //!
 //! The scheduler's tables are described in [`crate::schedules`].
 //!
 //! One [`Commit`] (an applied event) writes its checkpoint, history, tasks, results and timers
-//! in one transaction; [`LocalStore::commit`] writes many commits in one transaction, which is
+//! in one transaction, and adds its metrics to their aggregates in it too (so each is counted
+//! exactly once); [`LocalStore::commit`] writes many commits in one transaction, which is
 //! where the throughput of the local runtime comes from (group commit).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +58,7 @@ const VERSION_STATES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 const START_KEYS: TableDefinition<&str, &str> = TableDefinition::new("start_keys");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const METRICS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("metrics");
 
 /// Why the data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +247,7 @@ impl LocalStore {
         tx.open_table(VERSION_STATES).map_err(backend)?;
         tx.open_table(ALIASES).map_err(backend)?;
         tx.open_table(TENANTS).map_err(backend)?;
+        tx.open_table(METRICS).map_err(backend)?;
         crate::correlation::create_tables(&tx)?;
         crate::schedules::create_tables(&tx)?;
         tx.commit().map_err(backend)
@@ -328,7 +333,32 @@ impl LocalStore {
             }
         }
         crate::correlation::write(&tx, commits)?;
+        LocalStore::add_metrics(&tx, commits)?;
         tx.commit().map_err(backend)
+    }
+
+    /// Adds the commits' metrics to their hourly aggregates.
+    fn add_metrics(tx: &redb::WriteTransaction, commits: &[Commit]) -> StoreResult<()> {
+        let added = metrics::aggregate(commits.iter().flat_map(|c| &c.metrics));
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut table = tx.open_table(METRICS).map_err(backend)?;
+        for a in added {
+            let key = (a.workflow_id.as_str(), millis(a.hour));
+            let mut figures: BTreeMap<String, metrics::Figure> =
+                match table.get(key).map_err(backend)? {
+                    Some(v) => from_json(v.value())?,
+                    None => BTreeMap::new(),
+                };
+            for (name, f) in &a.figures {
+                figures.entry(name.clone()).or_default().merge(f);
+            }
+            table
+                .insert(key, to_json(&figures)?.as_slice())
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
@@ -475,6 +505,35 @@ impl ExecutionStore for LocalStore {
         let key = key.to_owned();
         self.blocking(move |db| LocalStore::read(db, RESULTS, &key))
             .await
+    }
+
+    async fn metrics(
+        &self,
+        workflow_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<metrics::Aggregate>> {
+        let workflow = workflow_id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let t = tx.open_table(METRICS).map_err(backend)?;
+            let range = (workflow.as_str(), millis(from))..(workflow.as_str(), millis(to));
+            let mut out = Vec::new();
+            for row in t.range(range).map_err(backend)? {
+                let (k, v) = row.map_err(backend)?;
+                let hour =
+                    chrono::DateTime::from_timestamp_millis(k.value().1).ok_or_else(|| {
+                        StoreError::Unavailable("a metric's hour is out of range".into())
+                    })?;
+                out.push(metrics::Aggregate {
+                    workflow_id: workflow.clone(),
+                    hour,
+                    figures: from_json(v.value())?,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

@@ -561,6 +561,7 @@ impl ExecutionStore for DynamoStore {
     async fn commit(&self, commits: Vec<Commit>) -> StoreResult<()> {
         let mut started = Vec::new();
         let mut failed = None;
+        let mut samples = Vec::new();
         for c in &commits {
             if let Err(e) = self.commit_one(c).await {
                 failed = Some(e);
@@ -569,6 +570,12 @@ impl ExecutionStore for DynamoStore {
             if let (Some(_), Some(k)) = (&c.checkpoint, &c.start_key) {
                 started.push(k.clone());
             }
+            samples.extend_from_slice(&c.metrics);
+        }
+        // The checkpoints are written: a failure here loses figures, and failing the call
+        // would not get them back (applying the events again changes nothing).
+        if let Err(e) = self.add_metrics(&samples).await {
+            tracing::warn!(error = %e, samples = samples.len(), "metric aggregates were not updated");
         }
         // A start recorded by a later commit of the same call than its run's: owed no more.
         for k in started {
@@ -740,6 +747,16 @@ impl ExecutionStore for DynamoStore {
         let item = self.get_item(&self.start_key_pk(key), "KEY").await?;
         item.map(|i| self.attr_s(&i, "execution_id").map(str::to_owned))
             .transpose()
+    }
+
+    /// One Query of the workflow's metrics partition (see [`super::metrics`]).
+    async fn metrics(
+        &self,
+        workflow_id: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<eventflow_ports::metrics::Aggregate>> {
+        self.read_metrics(workflow_id, from, to).await
     }
 }
 

@@ -18,6 +18,7 @@
 mod due;
 mod executions;
 mod log;
+mod metrics;
 mod records;
 mod run_items;
 mod schedules;
