@@ -1389,3 +1389,104 @@ async fn each_kind_of_workflow_dependency_over_http() {
     let (_, versions) = s.get(&acme, "/v1/workflows/launch/versions").await;
     assert_eq!(versions["versions"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn a_workflows_figures_count_its_starts_ends_and_failed_steps_by_hour_and_day() {
+    let s = server().await;
+    let acme = s.tenant("acme").await;
+    let other = s.tenant("other").await;
+    let quick = json!({"id": "quick", "name": "Quick", "kind": "custom", "steps": [
+        {"id": "save", "action": "records.put",
+         "input": {"collection": "notes", "key": "${input.key}", "record": {"n": 1}}}]});
+    s.post(&acme, "/v1/workflows", quick).await;
+    s.post(&acme, "/v1/workflows", stuck("stuck")).await;
+
+    // Given two quick runs that complete and one that stops on a failed step
+    for key in ["a", "b"] {
+        let (status, run) = s
+            .post(
+                &acme,
+                "/v1/workflows/quick/executions",
+                json!({"input": {"key": key}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{run}");
+        let id = run["execution_id"].as_str().expect("id");
+        s.until_status(&acme, id, "completed").await;
+    }
+    let (_, run) = s
+        .post(
+            &acme,
+            "/v1/workflows/stuck/executions",
+            json!({"input": {"key": "c"}}),
+        )
+        .await;
+    let id = run["execution_id"].as_str().expect("id");
+    s.until_status(&acme, id, "paused").await;
+
+    // When the figures are read for the default range (the day up to the current hour's end)
+    let (status, quick) = s.get(&acme, "/v1/workflows/quick/metrics").await;
+    assert_eq!(status, 200, "{quick:#}");
+    // Then both runs were counted, started and completed, with their durations
+    let total = &quick["total"];
+    assert_eq!(total["RunStarted"]["count"], 2, "{quick:#}");
+    assert_eq!(total["RunCompleted"]["count"], 2, "{quick:#}");
+    assert_eq!(total["RunDuration"]["unit"], "Milliseconds", "{quick:#}");
+    assert_eq!(total["RunDuration"]["count"], 2, "{quick:#}");
+    assert!(total["RunDuration"]["p50"].is_number(), "{quick:#}");
+    assert!(total.get("StepFailed").is_none(), "{quick:#}");
+    assert_eq!(quick["to"], "2026-06-01T11:00:00Z");
+    let starts: Vec<&Value> = quick["periods"]
+        .as_array()
+        .expect("periods")
+        .iter()
+        .map(|p| &p["start"])
+        .collect();
+    assert_eq!(starts, [&json!("2026-06-01T10:00:00Z")]);
+    // And the failed step is counted on its own workflow, which has not ended
+    let (_, stuck) = s.get(&acme, "/v1/workflows/stuck/metrics").await;
+    assert_eq!(stuck["total"]["StepFailed"]["count"], 1, "{stuck:#}");
+    assert_eq!(stuck["total"]["RunStarted"]["count"], 1, "{stuck:#}");
+    assert!(stuck["total"].get("RunCompleted").is_none(), "{stuck:#}");
+
+    // When they are read by day, over a range that ends before the runs
+    let (_, daily) = s
+        .get(&acme, "/v1/workflows/quick/metrics?interval=day")
+        .await;
+    assert_eq!(daily["periods"][0]["start"], "2026-06-01T00:00:00Z");
+    assert_eq!(daily["periods"][0]["figures"]["RunStarted"]["sum"], 2.0);
+    let (_, before) = s
+        .get(
+            &acme,
+            "/v1/workflows/quick/metrics?from=2026-05-01T00:00:00Z&to=2026-06-01T10:00:00Z",
+        )
+        .await;
+    assert_eq!(before["periods"], json!([]), "{before:#}");
+    assert_eq!(before["total"], json!({}), "{before:#}");
+
+    // A bad range, an unknown parameter, a workflow not there, or another tenant's: refused
+    for (path, want, parameter) in [
+        (
+            "/v1/workflows/quick/metrics?from=2026-06-02T00:00:00Z&to=2026-06-01T00:00:00Z",
+            400,
+            Some("from"),
+        ),
+        (
+            "/v1/workflows/quick/metrics?from=2026-01-01T00:00:00Z",
+            400,
+            Some("from"),
+        ),
+        ("/v1/workflows/quick/metrics?since=yesterday", 400, None),
+        ("/v1/workflows/quick/metrics?interval=week", 400, None),
+        ("/v1/workflows/nope/metrics", 404, None),
+    ] {
+        let (status, body) = s.get(&acme, path).await;
+        assert_eq!(status, want, "{path}: {body:#}");
+        assert!(body["message"].is_string(), "{path}: {body:#}");
+        if let Some(p) = parameter {
+            assert_eq!(body["details"]["parameter"], p, "{path}: {body:#}");
+        }
+    }
+    let (status, _) = s.get(&other, "/v1/workflows/quick/metrics").await;
+    assert_eq!(status, 404);
+}

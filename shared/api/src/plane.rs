@@ -236,7 +236,7 @@ pub struct MetricsQuery {
     /// RFC 3339; by default a day (`hour`) or thirty days (`day`) before `to`.
     #[serde(default)]
     pub from: Option<Timestamp>,
-    /// RFC 3339, excluded; by default now.
+    /// RFC 3339, excluded; by default the end of the current hour (`hour`) or day (`day`).
     #[serde(default)]
     pub to: Option<Timestamp>,
     /// `hour` (the default) or `day` (UTC days).
@@ -262,19 +262,21 @@ impl MetricsQuery {
     /// [`MAX_METRIC_DAYS`] days (`day`).
     pub fn range(&self, now: Timestamp) -> ApiResult<MetricsRange> {
         let interval = self.interval.unwrap_or_default();
-        let to = self.to.unwrap_or(now);
-        let (default_span, most, unit) = match interval {
+        let (period, default_span, most, unit) = match interval {
             Interval::Hour => (
+                TimeDelta::hours(1),
                 TimeDelta::days(1),
                 TimeDelta::hours(MAX_METRIC_HOURS),
                 "hours",
             ),
             Interval::Day => (
+                TimeDelta::days(1),
                 TimeDelta::days(30),
                 TimeDelta::days(MAX_METRIC_DAYS),
                 "days",
             ),
         };
+        let to = self.to.unwrap_or_else(|| interval.start_of(now) + period);
         let from = interval.start_of(self.from.unwrap_or(to - default_span));
         if from >= to {
             return Err(ApiError::invalid(format!(

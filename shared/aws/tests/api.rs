@@ -64,10 +64,21 @@ async fn api() -> Api {
 }
 
 impl Api {
-    /// The fixture event, as API Gateway would send `method path` with these headers and body.
+    /// The fixture event, as API Gateway would send `method path` (with its query string, if
+    /// any) with these headers and body.
     fn event(method: &str, path: &str, headers: &[(&str, String)], body: &str) -> String {
         let mut event: Value =
             serde_json::from_str(include_str!("fixtures/apigw-v2-request.json")).expect("fixture");
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        event["rawQueryString"] = json!(query);
+        if !query.is_empty() {
+            let params: serde_json::Map<String, Value> = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
+            event["queryStringParameters"] = Value::Object(params);
+        }
         event["rawPath"] = json!(path);
         event["requestContext"]["http"]["method"] = json!(method);
         event["requestContext"]["http"]["path"] = json!(path);
@@ -243,6 +254,36 @@ async fn a_start_through_an_api_gateway_event_writes_its_checkpoint_and_sends_it
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(body["execution_id"], id.as_str(), "{body:#}");
     assert_eq!(body["created"], false, "{body:#}");
+
+    // The workflow's figures count one start: the repeated key started nothing.
+    let (status, body) = api.get("/v1/workflows/signup/metrics").await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["total"]["RunStarted"]["count"], 1, "{body:#}");
+    assert_eq!(body["interval"], "hour", "{body:#}");
+    assert_eq!(
+        body["periods"].as_array().map(Vec::len),
+        Some(1),
+        "{body:#}"
+    );
+    let (status, body) = api
+        .get("/v1/workflows/signup/metrics?interval=day&from=2026-01-01T00:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["from"], "2026-01-01T00:00:00Z", "{body:#}");
+    assert_eq!(body["total"]["RunStarted"]["sum"], 1.0, "{body:#}");
+    // A range the wrong way round, a bad interval, an unknown workflow: refused.
+    let (status, body) = api
+        .get("/v1/workflows/signup/metrics?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        (status, &body["details"]["parameter"]),
+        (400, &json!("from")),
+        "{body:#}"
+    );
+    let (status, body) = api.get("/v1/workflows/signup/metrics?interval=week").await;
+    assert_eq!(status, 400, "{body:#}");
+    let (status, body) = api.get("/v1/workflows/nope/metrics").await;
+    assert_eq!(status, 404, "{body:#}");
 
     // Another tenant's key does not open this tenant's runs.
     let (status, _) = api

@@ -125,7 +125,12 @@ fn apply(v: &Version, cp: &Checkpoint, id: &str, kind: EventKind, now: Timestamp
                 timer,
                 at,
             }),
-            _ => {}
+            Command::EmitMetric { .. } => {
+                commit
+                    .metrics
+                    .extend(metrics::Sample::of(&c, &cp.workflow_id, now))
+            }
+            Command::Finish { .. } => {}
         }
     }
     if let Some((key, output)) = answered {
@@ -411,6 +416,40 @@ async fn of_two_writers_of_one_checkpoint_one_wins_and_the_other_reapplies() {
     }
     clock.set(t0() + TimeDelta::days(1));
     assert!(store.pending_tasks().await.expect("tasks").is_empty());
+    // And the run's figures were counted once: the refused commit added none
+    let hours = store
+        .metrics("launch", t0(), t0() + TimeDelta::hours(1))
+        .await
+        .expect("metrics");
+    assert_eq!(hours.len(), 1);
+    assert_eq!(hours[0].hour, t0());
+    let counts: Vec<(&str, u64)> = hours[0]
+        .figures
+        .iter()
+        .map(|(name, f)| (name.as_str(), f.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [("RunCompleted", 1), ("RunDuration", 1), ("RunStarted", 1)]
+    );
+    let duration = &hours[0].figures["RunDuration"];
+    assert_eq!(
+        (duration.unit.as_str(), duration.sum),
+        ("Milliseconds", 5_000.0)
+    );
+    assert_eq!(duration.buckets[metrics::bucket_of(5_000.0)], 1);
+    // And another hour, or another workflow, has none
+    assert!(
+        store
+            .metrics(
+                "launch",
+                t0() + TimeDelta::hours(1),
+                t0() + TimeDelta::hours(2)
+            )
+            .await
+            .expect("metrics")
+            .is_empty()
+    );
     // And a new run cannot take an existing run's place
     let err = store
         .commit(vec![started])

@@ -305,6 +305,28 @@ async fn every_message_delivered_twice_gives_the_same_end_and_no_doubled_email()
     let seqs: Vec<u64> = history.iter().map(|h| h.seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "one history entry per applied event");
+    // And the run's figures are counted once.
+    let now = b.clock.now();
+    let hours = b
+        .observer
+        .metrics(
+            "launch",
+            now - chrono::TimeDelta::days(1),
+            now + chrono::TimeDelta::hours(1),
+        )
+        .await
+        .expect("metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for h in &hours {
+        for (name, f) in &h.figures {
+            *counts.entry(name.as_str()).or_insert(0) += f.count;
+        }
+    }
+    assert_eq!(
+        counts,
+        [("RunCompleted", 1), ("RunDuration", 1), ("RunStarted", 1)].into(),
+        "{hours:#?}"
+    );
 }
 
 #[tokio::test]

@@ -244,3 +244,100 @@ async fn records_put_returns_what_it_replaced() {
     );
     assert_eq!(store.get("events", "e1").await.expect("get"), None);
 }
+
+fn sample(workflow: &str, at: &str, name: &str, value: f64, unit: &str) -> metrics::Sample {
+    metrics::Sample {
+        workflow_id: workflow.into(),
+        at: t(at),
+        name: name.into(),
+        value,
+        unit: unit.into(),
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_summed_per_hour_with_their_commit_and_not_when_it_is_refused() {
+    // Given a run created with a start counted at 09:10
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path()).expect("open");
+    let mut cp = Checkpoint::new(&version(), "ex1", json!({}), t("2026-11-26T09:00:00Z"));
+    let started = sample("w", "2026-11-26T09:10:00Z", "RunStarted", 1.0, "Count");
+    store
+        .commit(vec![Commit {
+            checkpoint: Some(cp.clone()),
+            metrics: vec![started.clone()],
+            ..Commit::default()
+        }])
+        .await
+        .expect("create");
+    // When two commits of one call end runs in the same hour and the next
+    cp.seq = 1;
+    let ended = |at: &str, ms: f64| {
+        vec![
+            sample("w", at, "RunCompleted", 1.0, "Count"),
+            sample("w", at, "RunDuration", ms, "Milliseconds"),
+        ]
+    };
+    store
+        .commit(vec![
+            Commit {
+                checkpoint: Some(cp.clone()),
+                expected_seq: Some(0),
+                metrics: ended("2026-11-26T09:50:00Z", 2_000.0),
+                ..Commit::default()
+            },
+            Commit {
+                metrics: ended("2026-11-26T10:05:00Z", 40_000.0),
+                ..Commit::default()
+            },
+        ])
+        .await
+        .expect("end");
+    // And a stale writer's commit is refused
+    let stale = Commit {
+        checkpoint: Some(cp.clone()),
+        expected_seq: Some(0),
+        metrics: vec![started],
+        ..Commit::default()
+    };
+    assert!(store.commit(vec![stale]).await.is_err());
+    // Then each hour holds its own figures, and the refused commit added none
+    let hours = store
+        .metrics("w", t("2026-11-26T00:00:00Z"), t("2026-11-27T00:00:00Z"))
+        .await
+        .expect("read");
+    let at: Vec<_> = hours.iter().map(|a| a.hour).collect();
+    assert_eq!(
+        at,
+        vec![t("2026-11-26T09:00:00Z"), t("2026-11-26T10:00:00Z")]
+    );
+    let nine = &hours[0].figures;
+    assert_eq!((nine["RunStarted"].count, nine["RunStarted"].sum), (1, 1.0));
+    assert_eq!(nine["RunDuration"].sum, 2_000.0);
+    assert_eq!(nine["RunDuration"].buckets[metrics::bucket_of(2_000.0)], 1);
+    assert_eq!(hours[1].figures["RunDuration"].sum, 40_000.0);
+    assert!(!hours[1].figures.contains_key("RunStarted"));
+    // And a range takes the hours that start in it, its end excluded
+    let ten = store
+        .metrics("w", t("2026-11-26T09:30:00Z"), t("2026-11-26T11:00:00Z"))
+        .await
+        .expect("read");
+    assert_eq!(ten.len(), 1);
+    assert_eq!(ten[0].hour, t("2026-11-26T10:00:00Z"));
+    let none = store
+        .metrics("w", t("2026-11-26T08:00:00Z"), t("2026-11-26T09:00:00Z"))
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+    assert!(
+        store
+            .metrics(
+                "other",
+                t("2026-11-26T00:00:00Z"),
+                t("2026-11-27T00:00:00Z")
+            )
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}

@@ -147,8 +147,8 @@ fn item_size(item: &Map<String, Value>) -> usize {
     item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
 }
 
-/// The kind of an item: its sort key up to the first `#` (`CP`, `H`, `TASK`, ...), or for a
-/// record its collection (`REC#<collection>`).
+/// The kind of an item: its sort key up to the first `#` (`CP`, `H`, `TASK`, ...), for a
+/// record its collection (`REC#<collection>`), for a metric aggregate `METRICS`.
 fn kind_of(item: &Map<String, Value>) -> String {
     let text = |name: &str| {
         item.get(name)
@@ -156,6 +156,9 @@ fn kind_of(item: &Map<String, Value>) -> String {
             .unwrap_or_default()
     };
     let (pk, sk) = (text("pk"), text("sk"));
+    if pk.contains("#METRICS#") {
+        return "METRICS".to_owned();
+    }
     match pk.split_once("#REC#") {
         Some((_, collection)) => format!("REC#{collection}"),
         None => sk.split('#').next().unwrap_or_default().to_owned(),
