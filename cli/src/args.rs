@@ -98,6 +98,24 @@ pub(crate) enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Show a workflow's figures: runs started, runs ended by status, steps failed, run
+    /// durations, by hour or day.
+    Metrics {
+        #[arg(value_name = "WORKFLOW")]
+        workflow: String,
+        /// RFC 3339; by default a day (hour) or thirty days (day) before --to.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// RFC 3339, excluded; by default the end of the current hour or day.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// hour or day (UTC).
+        #[arg(long, value_name = "I", default_value = "hour")]
+        interval: String,
+        /// As JSON (the API's report).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the published workflows, their latest version and where new starts go.
     Workflows,
     /// List a workflow's published versions, their state, and the alias.

@@ -11,6 +11,7 @@
 mod args;
 mod commands;
 mod load;
+mod metrics;
 mod report;
 mod runner;
 mod schedules;
@@ -76,6 +77,20 @@ fn run_workflows(cli: &args::Cli) -> ExitCode {
             Command::Resume { follow } => runner::resume(dir, *follow).await,
             Command::Outbox => runner::outbox(dir),
             Command::Publish { files } => runner::publish(dir, files).await,
+            Command::Metrics {
+                workflow,
+                from,
+                to,
+                interval,
+                json,
+            } => {
+                let range = metrics::Range {
+                    from: from.as_deref(),
+                    to: to.as_deref(),
+                    interval,
+                };
+                metrics::show(dir, workflow, range, *json).await
+            }
             Command::Workflows => runner::workflows(dir).await,
             Command::Versions { workflow } => runner::versions(dir, workflow).await,
             Command::Alias {

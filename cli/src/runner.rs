@@ -41,7 +41,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Refusal {
             code: 1,
             message: message.into(),
@@ -78,7 +78,7 @@ pub(crate) fn open_store(dir: &Path) -> Result<LocalStore, Refusal> {
 }
 
 /// Opens an existing data directory for reading, or says there is none.
-fn existing_store(dir: &Path) -> Result<LocalStore, Refusal> {
+pub(crate) fn existing_store(dir: &Path) -> Result<LocalStore, Refusal> {
     if !dir.join("eventflow.redb").exists() {
         return Err(Refusal::invalid(format!(
             "eventflow: there is no data in {}; start a run with `eventflow run`, or point --data-dir at the directory you used",

@@ -116,6 +116,49 @@ fn a_run_completes_and_every_verb_reports_it() {
     assert!(text(&list.stdout).contains(&id));
     let none = eventflow(&data, &["list", "--status", "failed"]);
     assert!(!text(&none.stdout).contains(&id));
+    // The workflow's figures: one run started and completed, in the current hour.
+    let figures = eventflow(&data, &["metrics", "mini-launch"]);
+    assert!(figures.status.success(), "{}", text(&figures.stderr));
+    let f = text(&figures.stdout);
+    assert!(
+        f.lines()
+            .any(|l| l.starts_with("total") && l.contains("RunCompleted")),
+        "{f}"
+    );
+    assert!(
+        f.contains("RunStarted") && f.contains("1 runs, mean"),
+        "{f}"
+    );
+    let figures = eventflow(
+        &data,
+        &["metrics", "mini-launch", "--json", "--interval", "day"],
+    );
+    let report: Value = serde_json::from_slice(&figures.stdout).expect("a JSON report");
+    assert_eq!(report["total"]["RunStarted"]["count"], 1, "{report:#}");
+    assert_eq!(report["total"]["RunDuration"]["count"], 1, "{report:#}");
+    assert_eq!(report["interval"], "day", "{report:#}");
+    for (args, says) in [
+        (
+            vec!["metrics", "mini-launch", "--interval", "week"],
+            "use hour or day",
+        ),
+        (
+            vec!["metrics", "mini-launch", "--from", "yesterday"],
+            "RFC 3339",
+        ),
+        (
+            vec!["metrics", "no-such-workflow"],
+            "no workflow no-such-workflow",
+        ),
+    ] {
+        let out = eventflow(&data, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     let outbox = eventflow(&data, &["outbox"]);
     let o = text(&outbox.stdout);
     assert_eq!(o.matches("Welcome to Rust Meetup").count(), 3, "{o}");

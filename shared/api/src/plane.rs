@@ -292,7 +292,7 @@ impl MetricsQuery {
                 Interval::Day => MAX_METRIC_DAYS,
             };
             return Err(ApiError::invalid(format!(
-                "the range spans more than {limit} {unit}; narrow it, or ask for interval=day"
+                "the range spans more than {limit} {unit}; narrow it, or group it by day"
             ))
             .with(json!({"parameter": "from"})));
         }
