@@ -244,9 +244,10 @@ pub struct MetricsQuery {
     pub interval: Option<Interval>,
 }
 
-/// The most hours a metrics report spans, by interval.
-pub const MAX_METRIC_HOURS: i64 = 92 * 24;
-pub const MAX_METRIC_DAYS: i64 = 400;
+/// The most hours a metrics report by hour spans (92 days).
+pub const MAX_METRIC_HOURS: i32 = 92 * 24;
+/// The most days a metrics report by day spans.
+pub const MAX_METRIC_DAYS: i32 = 400;
 
 /// A metrics report's range, checked: `from` at the start of its period, `from < to`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -262,18 +263,20 @@ impl MetricsQuery {
     /// [`MAX_METRIC_DAYS`] days (`day`).
     pub fn range(&self, now: Timestamp) -> ApiResult<MetricsRange> {
         let interval = self.interval.unwrap_or_default();
-        let (period, default_span, most, unit) = match interval {
+        let (period, default_span, limit, unit, hint) = match interval {
             Interval::Hour => (
                 TimeDelta::hours(1),
                 TimeDelta::days(1),
-                TimeDelta::hours(MAX_METRIC_HOURS),
+                MAX_METRIC_HOURS,
                 "hours",
+                "narrow it, or group it by day (interval=day)",
             ),
             Interval::Day => (
                 TimeDelta::days(1),
                 TimeDelta::days(30),
-                TimeDelta::days(MAX_METRIC_DAYS),
+                MAX_METRIC_DAYS,
                 "days",
+                "narrow it",
             ),
         };
         let to = self.to.unwrap_or_else(|| interval.start_of(now) + period);
@@ -286,13 +289,9 @@ impl MetricsQuery {
             ))
             .with(json!({"parameter": "from"})));
         }
-        if to - from > most {
-            let limit = match interval {
-                Interval::Hour => MAX_METRIC_HOURS,
-                Interval::Day => MAX_METRIC_DAYS,
-            };
+        if to - from > period * limit {
             return Err(ApiError::invalid(format!(
-                "the range spans more than {limit} {unit}; narrow it, or group it by day"
+                "the range spans more than {limit} {unit}; {hint}"
             ))
             .with(json!({"parameter": "from"})));
         }
@@ -1014,5 +1013,71 @@ impl<R: Runs> ControlPlane for Plane<R> {
                 "there is no record {collection}/{key}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_metrics_range_defaults_to_the_day_up_to_the_current_hours_end() {
+        let now = t("2026-11-26T16:42:10Z");
+        let r = MetricsQuery::default().range(now).expect("range");
+        assert_eq!(
+            (r.from, r.to, r.interval),
+            (
+                t("2026-11-25T17:00:00Z"),
+                t("2026-11-26T17:00:00Z"),
+                Interval::Hour
+            )
+        );
+        let by_day = MetricsQuery {
+            interval: Some(Interval::Day),
+            ..MetricsQuery::default()
+        };
+        let r = by_day.range(now).expect("range");
+        assert_eq!(
+            (r.from, r.to),
+            (t("2026-10-28T00:00:00Z"), t("2026-11-27T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_metrics_range_starts_at_its_periods_start_and_is_refused_backwards_or_too_long() {
+        let now = t("2026-11-26T16:42:10Z");
+        let given = MetricsQuery {
+            from: Some(t("2026-11-26T09:30:00Z")),
+            to: Some(t("2026-11-26T12:00:00Z")),
+            interval: None,
+        };
+        assert_eq!(
+            given.range(now).map(|r| r.from),
+            Ok(t("2026-11-26T09:00:00Z"))
+        );
+        let backwards = MetricsQuery {
+            from: Some(t("2026-11-26T12:00:00Z")),
+            to: Some(t("2026-11-26T12:00:00Z")),
+            interval: None,
+        };
+        let e = backwards.range(now).expect_err("empty");
+        assert_eq!(e.details["parameter"], "from");
+        let long = MetricsQuery {
+            from: Some(t("2026-01-01T00:00:00Z")),
+            ..MetricsQuery::default()
+        };
+        let e = long.range(now).expect_err("too long by hour");
+        assert!(e.message.contains("2208 hours"), "{}", e.message);
+        let by_day = MetricsQuery {
+            interval: Some(Interval::Day),
+            ..long
+        };
+        assert!(by_day.range(now).is_ok());
     }
 }
