@@ -47,4 +47,6 @@ echo "what the event site received:"
 cat "$site_log"
 echo
 "$bin" outbox || true
+echo
+"$bin" metrics event-launch || true
 exit "$status"

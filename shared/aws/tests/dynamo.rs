@@ -437,7 +437,13 @@ async fn of_two_writers_of_one_checkpoint_one_wins_and_the_other_reapplies() {
         (duration.unit.as_str(), duration.sum),
         ("Milliseconds", 5_000.0)
     );
-    assert_eq!(duration.buckets[metrics::bucket_of(5_000.0)], 1);
+    assert_eq!(
+        duration.buckets[metrics::bucket_of(5_000.0)],
+        metrics::Bucket {
+            count: 1,
+            sum: 5_000.0
+        }
+    );
     // And another hour, or another workflow, has none
     assert!(
         store

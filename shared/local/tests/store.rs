@@ -314,7 +314,10 @@ async fn metrics_are_summed_per_hour_with_their_commit_and_not_when_it_is_refuse
     let nine = &hours[0].figures;
     assert_eq!((nine["RunStarted"].count, nine["RunStarted"].sum), (1, 1.0));
     assert_eq!(nine["RunDuration"].sum, 2_000.0);
-    assert_eq!(nine["RunDuration"].buckets[metrics::bucket_of(2_000.0)], 1);
+    assert_eq!(
+        nine["RunDuration"].buckets[metrics::bucket_of(2_000.0)].count,
+        1
+    );
     assert_eq!(hours[1].figures["RunDuration"].sum, 40_000.0);
     assert!(!hours[1].figures.contains_key("RunStarted"));
     // And a range takes the hours that start in it, its end excluded

@@ -2,8 +2,8 @@
 //! hour, so a store keeps one small record per workflow and hour however many runs there are.
 //!
 //! Every figure keeps a count and a sum. A figure in milliseconds (a run's duration) also keeps
-//! a histogram over fixed bounds ([`BOUNDS_MS`]), from which quantiles are estimated the way
-//! Prometheus' `histogram_quantile` does: linearly within the bucket the rank falls in.
+//! a histogram over fixed bounds ([`BOUNDS_MS`]), with the count and the sum of each bucket,
+//! from which quantiles are estimated (see [`Figure::quantile`]).
 //!
 //! A store adds a commit's [`Commit::metrics`](crate::Commit::metrics) to its aggregates when
 //! it writes the commit; each host says how exactly (the embedded store in the same
@@ -79,16 +79,23 @@ pub fn bucket_of(ms: f64) -> usize {
         .unwrap_or(BOUNDS_MS.len())
 }
 
+/// The samples of one histogram bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub count: u64,
+    pub sum: f64,
+}
+
 /// One figure summed over a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
     pub unit: String,
     pub count: u64,
     pub sum: f64,
-    /// Counts per bucket of [`BOUNDS_MS`] (then one for longer), for figures in
-    /// milliseconds; empty for the others.
+    /// One per bound of [`BOUNDS_MS`], then one for longer, for figures in milliseconds;
+    /// empty for the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub buckets: Vec<u64>,
+    pub buckets: Vec<Bucket>,
 }
 
 impl Figure {
@@ -96,8 +103,11 @@ impl Figure {
     pub fn of(value: f64, unit: &str) -> Figure {
         let mut buckets = Vec::new();
         if unit == MILLISECONDS {
-            buckets = vec![0; BOUNDS_MS.len() + 1];
-            buckets[bucket_of(value)] = 1;
+            buckets = vec![Bucket::default(); BOUNDS_MS.len() + 1];
+            buckets[bucket_of(value)] = Bucket {
+                count: 1,
+                sum: value,
+            };
         }
         Figure {
             unit: unit.to_owned(),
@@ -115,32 +125,42 @@ impl Figure {
         self.count += other.count;
         self.sum += other.sum;
         if self.buckets.len() < other.buckets.len() {
-            self.buckets.resize(other.buckets.len(), 0);
+            self.buckets.resize(other.buckets.len(), Bucket::default());
         }
         for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
-            *mine += theirs;
+            mine.count += theirs.count;
+            mine.sum += theirs.sum;
         }
     }
 
-    /// The estimated `q` quantile (0 to 1) of a figure with a histogram: linear within the
-    /// bucket the rank falls in; the largest bound when it falls above them all.
+    /// The estimated `q` quantile (0 to 1) of a figure with a histogram.
+    ///
+    /// The rank falls in one bucket; its samples are taken as spread evenly over the widest
+    /// span within the bucket's bounds whose middle is their mean, and the estimate is read
+    /// off that span. Runs of a workflow that take about as long as each other thus give
+    /// about that time, not the middle of the bucket; above the last bound the span is
+    /// twice the distance from it to the mean.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.buckets.iter().sum();
+        let total: u64 = self.buckets.iter().map(|b| b.count).sum();
         if total == 0 {
             return None;
         }
         let rank = q.clamp(0.0, 1.0) * total as f64;
         let mut below = 0u64;
-        for (i, &n) in self.buckets.iter().enumerate() {
-            if n > 0 && (below + n) as f64 >= rank {
-                let Some(&upper) = BOUNDS_MS.get(i) else {
-                    return BOUNDS_MS.last().map(|&b| b as f64);
+        for (i, b) in self.buckets.iter().enumerate() {
+            if b.count > 0 && (below + b.count) as f64 >= rank {
+                let lower = if i == 0 { 0.0 } else { BOUNDS_MS[i - 1] as f64 };
+                let upper = BOUNDS_MS.get(i).map_or(f64::INFINITY, |&u| u as f64);
+                let mean = (b.sum / b.count as f64).clamp(lower, upper);
+                let (from, to) = if 2.0 * mean - lower <= upper {
+                    (lower, 2.0 * mean - lower)
+                } else {
+                    (2.0 * mean - upper, upper)
                 };
-                let lower = if i == 0 { 0 } else { BOUNDS_MS[i - 1] };
-                let within = (rank - below as f64) / n as f64;
-                return Some(lower as f64 + (upper - lower) as f64 * within);
+                let within = (rank - below as f64) / b.count as f64;
+                return Some(from + (to - from) * within);
             }
-            below += n;
+            below += b.count;
         }
         None
     }
@@ -253,8 +273,8 @@ impl From<&Figure> for FigureView {
                 .buckets
                 .iter()
                 .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (BOUNDS_MS.get(i).copied(), *n))
+                .filter(|(_, b)| b.count > 0)
+                .map(|(i, b)| (BOUNDS_MS.get(i).copied(), b.count))
                 .collect(),
         }
     }
@@ -379,24 +399,47 @@ mod tests {
         assert_eq!(bucket_of(1e12), BOUNDS_MS.len());
         let f = Figure::of(1_500.0, MILLISECONDS);
         assert_eq!(f.buckets.len(), BOUNDS_MS.len() + 1);
-        assert_eq!(f.buckets[4], 1);
+        assert_eq!(
+            f.buckets[4],
+            Bucket {
+                count: 1,
+                sum: 1_500.0
+            }
+        );
+    }
+
+    fn durations(values: &[f64]) -> Figure {
+        let mut f = Figure::default();
+        for &v in values {
+            f.merge(&Figure::of(v, MILLISECONDS));
+        }
+        f
     }
 
     #[test]
-    fn quantiles_interpolate_within_a_bucket_and_stop_at_the_last_bound() {
-        let mut f = Figure::default();
-        // Ten runs between 1 s and 2.5 s, ten between 2.5 s and 5 s.
-        for _ in 0..10 {
-            f.merge(&Figure::of(2_000.0, MILLISECONDS));
-            f.merge(&Figure::of(4_000.0, MILLISECONDS));
-        }
-        assert_eq!(f.quantile(0.5), Some(2_500.0));
-        assert_eq!(f.quantile(0.25), Some(1_750.0));
-        assert_eq!(f.quantile(1.0), Some(5_000.0));
-        assert_eq!(f.count, 20);
-        assert_eq!(f.sum, 60_000.0);
-        let mut long = Figure::of(1e11, MILLISECONDS);
-        assert_eq!(long.quantile(0.99), Some(2_592_000_000.0));
+    fn runs_of_about_one_length_give_about_that_length() {
+        // Two runs of about a second, in the bucket from 1 s to 2.5 s.
+        let f = durations(&[1_010.0, 1_030.0]);
+        assert_eq!(f.quantile(0.5), Some(1_020.0));
+        assert_eq!(f.quantile(0.0), Some(1_000.0));
+        assert_eq!(f.quantile(1.0), Some(1_040.0));
+        // Near a bucket's top, the span ends at the bound.
+        let f = durations(&[2_400.0, 2_400.0]);
+        assert_eq!(f.quantile(1.0), Some(2_500.0));
+        assert_eq!(f.quantile(0.0), Some(2_300.0));
+    }
+
+    #[test]
+    fn quantiles_fall_in_the_bucket_of_their_rank() {
+        // Ten runs of 2 s and ten of 4 s.
+        let f = durations(&[[2_000.0, 4_000.0]; 10].concat());
+        assert_eq!((f.count, f.sum), (20, 60_000.0));
+        assert_eq!(f.quantile(0.25), Some(2_000.0));
+        let p75 = f.quantile(0.75).unwrap_or_default();
+        assert!((3_000.0..=5_000.0).contains(&p75), "{p75}");
+        // Above the last bound: twice the distance from it to the mean.
+        let mut long = durations(&[3.0e9]);
+        assert_eq!(long.quantile(1.0), Some(3.408e9));
         long.buckets.clear();
         assert_eq!(long.quantile(0.5), None, "no histogram, no quantile");
     }

@@ -1,13 +1,15 @@
 //! Metric aggregates on the table: one item per workflow and hour,
 //! `<t>#METRICS#<workflow>` / `<hour's start, RFC 3339>`.
 //!
-//! Each figure is three top-level number attributes and a unit, `<name>#n` (count), `<name>#s`
-//! (sum), `<name>#u` (unit), and for a figure in milliseconds one `<name>#b<i>` per histogram
-//! bucket it has counted in. A commit's samples are added with one UpdateItem per workflow and
-//! hour (`ADD`, which creates the item and the attributes it lacks), after its checkpoint is
-//! written: a crash between the two loses those figures; nothing is ever counted twice, since a
-//! redelivered event that was applied before emits nothing. The item stays small (about 30
-//! attributes), one write unit an update.
+//! Each figure is two top-level number attributes and a unit, `<name>#n` (count), `<name>#s`
+//! (sum), `<name>#u` (unit), and for a figure in milliseconds two per histogram bucket it has
+//! counted in, `<name>#b<i>` (the bucket's count) and `<name>#v<i>` (the sum of its values).
+//!
+//! A commit's samples are added with one UpdateItem per workflow and hour (`ADD`, which
+//! creates the item and the attributes it lacks), after its checkpoint is written: a crash
+//! between the two loses those figures; nothing is ever counted twice, since a redelivered
+//! event that was applied before emits nothing. The item stays small (a run's durations fall
+//! in a few buckets): one write unit an update.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,7 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use eventflow_engine::Timestamp;
 use eventflow_ports::StoreResult;
-use eventflow_ports::metrics::{self, Aggregate, Figure, Sample};
+use eventflow_ports::metrics::{self, Aggregate, Bucket, Figure, Sample};
 
 use super::{DynamoStore, Item, n, s};
 
@@ -46,10 +48,13 @@ impl DynamoStore {
                 values.insert(format!(":s{i}"), n(f.sum));
                 adds.push(format!("#n{i} :n{i}"));
                 adds.push(format!("#s{i} :s{i}"));
-                for (b, count) in f.buckets.iter().enumerate().filter(|(_, c)| **c > 0) {
+                for (b, bucket) in f.buckets.iter().enumerate().filter(|(_, b)| b.count > 0) {
                     names.insert(format!("#b{i}_{b}"), format!("{name}#b{b}"));
-                    values.insert(format!(":b{i}_{b}"), n(count));
+                    values.insert(format!(":b{i}_{b}"), n(bucket.count));
                     adds.push(format!("#b{i}_{b} :b{i}_{b}"));
+                    names.insert(format!("#v{i}_{b}"), format!("{name}#v{b}"));
+                    values.insert(format!(":v{i}_{b}"), n(bucket.sum));
+                    adds.push(format!("#v{i}_{b} :v{i}_{b}"));
                 }
             }
             self.client
@@ -110,16 +115,20 @@ impl DynamoStore {
                 ("u", AttributeValue::S(unit)) => f.unit.clone_from(unit),
                 ("n", AttributeValue::N(_)) => f.count = self.attr_n(item, attr)?,
                 ("s", AttributeValue::N(_)) => f.sum = self.attr_n(item, attr)?,
-                (b, AttributeValue::N(_)) if b.starts_with('b') => {
+                (b, AttributeValue::N(_)) if b.starts_with(['b', 'v']) => {
                     let i: usize = b[1..]
                         .parse()
                         .ok()
                         .filter(|&i| i <= metrics::BOUNDS_MS.len())
                         .ok_or_else(|| self.malformed(item, format!("`{attr}` is no bucket")))?;
                     if f.buckets.is_empty() {
-                        f.buckets = vec![0; metrics::BOUNDS_MS.len() + 1];
+                        f.buckets = vec![Bucket::default(); metrics::BOUNDS_MS.len() + 1];
                     }
-                    f.buckets[i] = self.attr_n(item, attr)?;
+                    if b.starts_with('b') {
+                        f.buckets[i].count = self.attr_n(item, attr)?;
+                    } else {
+                        f.buckets[i].sum = self.attr_n(item, attr)?;
+                    }
                 }
                 _ => return Err(self.malformed(item, format!("`{attr}` is not a figure's"))),
             }
