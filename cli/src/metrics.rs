@@ -101,7 +101,7 @@ fn figure(f: &FigureView) -> String {
     }
     let q = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), duration);
     format!(
-        "{} runs, mean {}, p50 {}, p90 {}, p99 {}",
+        "count {}, mean {}, p50 {}, p90 {}, p99 {}",
         f.count,
         duration(f.mean),
         q(f.p50),

@@ -126,7 +126,7 @@ fn a_run_completes_and_every_verb_reports_it() {
         "{f}"
     );
     assert!(
-        f.contains("RunStarted") && f.contains("1 runs, mean"),
+        f.contains("RunStarted") && f.contains("count 1, mean"),
         "{f}"
     );
     let figures = eventflow(
