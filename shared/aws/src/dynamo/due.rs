@@ -4,6 +4,8 @@
 //! it (a checkpoint at every step) writes nothing to the index unless its `due_at` moves;
 //! [`DynamoStore::full_items`] reads the items a query found.
 
+use std::ops::ControlFlow;
+
 use tokio::task::JoinSet;
 
 use super::{DUE_SHARDS, DynamoStore, Item, s};
@@ -62,41 +64,36 @@ impl DynamoStore {
             filters.push("begins_with(pk, :pk)");
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name("due")
-                .expression_attribute_values(":shard", s(&shard))
-                .set_filter_expression(filter.clone())
-                .limit(DUE_PAGE)
-                .set_exclusive_start_key(start.take());
-            q = match &query.until {
-                Some(until) => q
-                    .key_condition_expression("due_shard = :shard AND due_at <= :until")
-                    .expression_attribute_values(":until", s(until)),
-                None => q.key_condition_expression("due_shard = :shard"),
-            };
-            if let Some(prefix) = query.sk_prefix {
-                q = q.expression_attribute_values(":sk", s(prefix));
-            }
-            if let Some(prefix) = &query.pk_prefix {
-                q = q.expression_attribute_values(":pk", s(prefix));
-            }
-            let page = q.send().await.map_err(|e| self.call_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
+        let mut q = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name("due")
+            .expression_attribute_values(":shard", s(&shard))
+            .set_filter_expression(filter)
+            .limit(DUE_PAGE);
+        q = match &query.until {
+            Some(until) => q
+                .key_condition_expression("due_shard = :shard AND due_at <= :until")
+                .expression_attribute_values(":until", s(until)),
+            None => q.key_condition_expression("due_shard = :shard"),
+        };
+        if let Some(prefix) = query.sk_prefix {
+            q = q.expression_attribute_values(":sk", s(prefix));
+        }
+        if let Some(prefix) = &query.pk_prefix {
+            q = q.expression_attribute_values(":pk", s(prefix));
+        }
+        let mut out: Vec<Item> = Vec::new();
+        self.query_pages(q, |items, _| {
+            out.extend(items);
             if out.len() >= want {
                 out.truncate(want);
-                break;
+                return Ok(ControlFlow::Break(()));
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
         Ok(out)
     }
 

@@ -29,6 +29,7 @@
 //! again, with the same execution id, goes through).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -639,33 +640,28 @@ impl ExecutionStore for DynamoStore {
             filters.push("workflow = :workflow");
         }
         let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let mut rows = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name("runs")
-                .key_condition_expression("runs_pk = :runs")
-                .expression_attribute_values(":runs", s(format!("{}#RUNS", self.tenant)))
-                .set_filter_expression(filter.clone())
-                .set_exclusive_start_key(start.take());
-            if let Some(st) = status {
-                q = q
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", s(st.as_str()));
-            }
-            if let Some(w) = workflow {
-                q = q.expression_attribute_values(":workflow", s(w));
-            }
-            let page = q.send().await.map_err(|e| self.call_error("Query", e))?;
-            rows.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+        let mut q = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name("runs")
+            .key_condition_expression("runs_pk = :runs")
+            .expression_attribute_values(":runs", s(format!("{}#RUNS", self.tenant)))
+            .set_filter_expression(filter);
+        if let Some(st) = status {
+            q = q
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(st.as_str()));
         }
+        if let Some(w) = workflow {
+            q = q.expression_attribute_values(":workflow", s(w));
+        }
+        let mut rows = Vec::new();
+        self.query_pages(q, |items, _| {
+            rows.extend(items);
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
         let keys = rows
             .iter()
             .map(|r| Ok((self.attr_s(r, "pk")?.to_owned(), CP.to_owned())))

@@ -14,6 +14,8 @@
 //! sequence numbers that stops a stale writer (see [`DynamoStore::write_log_head`]). The other
 //! parts go in the commit's batch, before the checkpoint.
 
+use std::ops::ControlFlow;
+
 use eventflow_engine::{Checkpoint, HistoryEntry};
 use eventflow_ports::{StoreError, StoreResult, Task};
 use serde::Deserialize;
@@ -180,33 +182,20 @@ impl DynamoStore {
         // Forward: the next commit starts here. Backward: the next one ends here.
         let mut expect = if forward { 1 } else { seq };
         let mut group: Vec<Item> = Vec::new();
-        let mut start = None;
         let to = format!("{}\u{10FFFF}", commit_prefix(seq));
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":from", s(LOG_PREFIX))
-                .expression_attribute_values(":to", s(&to))
-                .consistent_read(true)
-                .scan_index_forward(forward)
-                .limit(LOG_PAGE)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.call_error("Query", e))?;
-            let done = match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => {
-                    start = Some(k);
-                    false
-                }
-                _ => true,
-            };
-            let mut items = page.items.unwrap_or_default();
-            if done {
+        let q = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":from", s(LOG_PREFIX))
+            .expression_attribute_values(":to", s(&to))
+            .consistent_read(true)
+            .scan_index_forward(forward)
+            .limit(LOG_PAGE);
+        self.query_pages(q, |mut items, last| {
+            if last {
                 // An empty item closes the last group.
                 items.push(Item::new());
             }
@@ -228,7 +217,7 @@ impl DynamoStore {
                             let more = visit(c);
                             let ended = if forward { expect > seq } else { expect == 0 };
                             if !more || ended {
-                                return Ok(());
+                                return Ok(ControlFlow::Break(()));
                             }
                         }
                     }
@@ -237,10 +226,9 @@ impl DynamoStore {
                     group.push(item);
                 }
             }
-            if done {
-                return Ok(());
-            }
-        }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await
     }
 
     /// The history entries up to `seq`, in order.

@@ -26,12 +26,14 @@ mod table;
 mod versions;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use chrono::{SecondsFormat, Utc};
 use eventflow_engine::Timestamp;
@@ -355,6 +357,29 @@ impl DynamoStore {
         Ok(out.attributes.filter(|a| !a.is_empty()))
     }
 
+    /// Sends `query` page after page, handing each page's items to `take` with whether it is
+    /// the last page, until `take` breaks or the pages end.
+    async fn query_pages(
+        &self,
+        query: QueryFluentBuilder,
+        mut take: impl FnMut(Vec<Item>, bool) -> StoreResult<ControlFlow<()>>,
+    ) -> StoreResult<()> {
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.call_error("Query", e))?;
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            let last = start.is_none();
+            if take(page.items.unwrap_or_default(), last)?.is_break() || last {
+                return Ok(());
+            }
+        }
+    }
+
     /// Every item of partition `pk` (whose sort key lies in `from..=to` when a range is
     /// given), in order (strongly consistent, all pages, or the first `limit`).
     async fn query_range(
@@ -364,40 +389,33 @@ impl DynamoStore {
         forward: bool,
         limit: Option<i32>,
     ) -> StoreResult<Vec<Item>> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .expression_attribute_values(":pk", s(pk));
+        q = match range {
+            Some((from, to)) => q
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to)),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        let q = q
+            .consistent_read(true)
+            .scan_index_forward(forward)
+            .set_limit(limit);
+        let most = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .expression_attribute_values(":pk", s(pk));
-            q = match range {
-                Some((from, to)) => q
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                    .expression_attribute_values(":from", s(from))
-                    .expression_attribute_values(":to", s(to)),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let page = q
-                .consistent_read(true)
-                .scan_index_forward(forward)
-                .set_limit(limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.call_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
-            if let Some(limit) = limit
-                && out.len() >= usize::try_from(limit).unwrap_or(usize::MAX)
-            {
-                break;
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        self.query_pages(q, |items, _| {
+            out.extend(items);
+            Ok(if out.len() >= most {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
         Ok(out)
     }
 
