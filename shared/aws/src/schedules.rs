@@ -39,11 +39,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
-use eventflow_engine::schedule::{self, PlannedRun, Schedule, ScheduleError};
+use eventflow_engine::schedule::{self, PlannedEntry, Schedule, ScheduleError};
 use eventflow_engine::{Timestamp, Trigger};
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{StoreError, StoreResult, VersionStore};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::dynamo::DynamoStore;
@@ -60,16 +60,6 @@ const ATTEMPTS: usize = 8;
 pub struct Stored {
     pub schedule: Schedule,
     pub rev: u64,
-}
-
-/// One planned start of an event-relative trigger for one event record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedEntry {
-    pub schedule_id: String,
-    pub workflow_id: String,
-    /// The key of the event record in [`EVENTS`].
-    pub record: String,
-    pub run: PlannedRun,
 }
 
 /// Something in the `due` index that came due.
@@ -304,9 +294,7 @@ pub async fn replan_event<S: AwsStore + ScheduleStore>(
     Ok(report)
 }
 
-/// Re-plans one event record's runs of one event-relative schedule. Runs already due are left
-/// for the next tick (they were owed before the change) unless a re-planned run takes their
-/// key.
+/// Re-plans one event record's runs of one event-relative schedule ([`schedule::plan_record`]).
 async fn replan_record<S: ScheduleStore>(
     store: &S,
     schedule: &Schedule,
@@ -316,41 +304,20 @@ async fn replan_record<S: ScheduleStore>(
     now: Timestamp,
     report: &mut SyncReport,
 ) -> StoreResult<()> {
-    let pending: Vec<PlannedRun> = old
-        .iter()
-        .filter(|e| e.run.fire_at > now)
-        .map(|e| e.run.clone())
-        .collect();
-    let fresh = match record {
-        None => Vec::new(),
-        Some(record) => match schedule::plan_event(&schedule.trigger, record, now) {
-            Ok(runs) => runs,
-            Err(error) => {
-                // An event without a usable date has nothing to plan: its pending runs go.
-                report
-                    .problems
-                    .push(format!("{} record {key}: {error}", schedule.id));
-                Vec::new()
-            }
-        },
-    };
-    let change = schedule::replan(&pending, fresh);
-    if change.cancel.is_empty() && change.add.is_empty() {
+    let plan = schedule::plan_record(schedule, key, record, old, now);
+    if let Some(error) = &plan.problem {
+        report
+            .problems
+            .push(format!("{} record {key}: {error}", schedule.id));
+    }
+    if plan.is_empty() {
         return Ok(());
     }
-    report.planned += change.add.len();
-    report.cancelled += change.cancel.len();
-    let add: Vec<PlannedEntry> = change
-        .add
-        .into_iter()
-        .map(|run| PlannedEntry {
-            schedule_id: schedule.id.clone(),
-            workflow_id: schedule.workflow_id.clone(),
-            record: key.to_owned(),
-            run,
-        })
-        .collect();
-    store.change_plan(&schedule.id, &change.cancel, &add).await
+    report.planned += plan.add.len();
+    report.cancelled += plan.cancel.len();
+    store
+        .change_plan(&schedule.id, &plan.cancel, &plan.add)
+        .await
 }
 
 // ---- firing ----------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ pub use migrate::{Mapping, Plan, Reason};
 pub use model::*;
 pub use parse::{Format, ParseError, definition_schema, parse_definition};
 pub use schedule::{
-    Due, Firing, PlannedRun, Replan, Schedule, ScheduleError, due, next_fire, plan_event, replan,
+    Due, Firing, PlannedEntry, PlannedRun, RecordPlan, Replan, Schedule, ScheduleError, due,
+    next_fire, plan_event, plan_record, replan,
 };
 pub use state::*;
 pub use version::{

@@ -492,6 +492,70 @@ pub fn event_input(
     })
 }
 
+/// One planned start of an event-relative schedule for one event record, as hosts store it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedEntry {
+    pub schedule_id: String,
+    pub workflow_id: String,
+    /// The key of the event record (in the `events` collection).
+    pub record: String,
+    pub run: PlannedRun,
+}
+
+/// How one event record's planned runs of one schedule change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordPlan {
+    /// Keys of planned runs to remove (a moved run's key is in `add` too: remove first).
+    pub cancel: Vec<String>,
+    pub add: Vec<PlannedEntry>,
+    /// Why the record gives no runs, when its dates cannot be read: its pending runs go.
+    pub problem: Option<ScheduleError>,
+}
+
+impl RecordPlan {
+    pub fn is_empty(&self) -> bool {
+        self.cancel.is_empty() && self.add.is_empty()
+    }
+}
+
+/// Re-plans event record `key` (now `record`, or deleted: `None`) for event-relative
+/// `schedule`, whose runs planned for it before are `old`. Runs already due are left for the
+/// host's next tick (they were owed before the change), unless a re-planned run takes their
+/// key.
+pub fn plan_record(
+    schedule: &Schedule,
+    key: &str,
+    record: Option<&Value>,
+    old: &[PlannedEntry],
+    now: Timestamp,
+) -> RecordPlan {
+    let pending: Vec<PlannedRun> = old
+        .iter()
+        .filter(|e| e.run.fire_at > now)
+        .map(|e| e.run.clone())
+        .collect();
+    let (fresh, problem) = match record.map(|r| plan_event(&schedule.trigger, r, now)) {
+        None => (Vec::new(), None),
+        Some(Ok(runs)) => (runs, None),
+        Some(Err(error)) => (Vec::new(), Some(error)),
+    };
+    let change = replan(&pending, fresh);
+    RecordPlan {
+        cancel: change.cancel,
+        add: change
+            .add
+            .into_iter()
+            .map(|run| PlannedEntry {
+                schedule_id: schedule.id.clone(),
+                workflow_id: schedule.workflow_id.clone(),
+                record: key.to_owned(),
+                run,
+            })
+            .collect(),
+        problem,
+    }
+}
+
 /// Compares the pending runs of an event (`old`, those planned and not yet fired) with a fresh
 /// [`plan_event`] (`new`, which has already dropped what is past, so a slot whose new instant
 /// is past is cancelled and not re-added).

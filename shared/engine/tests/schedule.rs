@@ -505,6 +505,86 @@ fn replanning_unchanged_dates_keeps_everything() {
     assert_eq!(r.keep, old);
 }
 
+fn nurture(trigger: Trigger) -> Schedule {
+    Schedule {
+        id: "nurture.0".into(),
+        workflow_id: "nurture".into(),
+        trigger,
+        paused: false,
+        last_fired: None,
+        next_due: None,
+    }
+}
+
+fn entries(schedule: &Schedule, runs: Vec<PlannedRun>) -> Vec<PlannedEntry> {
+    runs.into_iter()
+        .map(|run| PlannedEntry {
+            schedule_id: schedule.id.clone(),
+            workflow_id: schedule.workflow_id.clone(),
+            record: "berlin".into(),
+            run,
+        })
+        .collect()
+}
+
+#[test]
+fn a_records_plan_moves_with_its_dates_and_goes_when_it_is_deleted_or_unreadable() {
+    // Given the reminders planned on 1 March for a record starting 2 April
+    let schedule = nurture(before_start());
+    let planned = plan_event(
+        &before_start(),
+        &event("2026-04-02T10:00:00+02:00"),
+        t("2026-03-01T00:00:00Z"),
+    )
+    .expect("plan");
+    let old = entries(&schedule, planned);
+    // When, on 27 March (-14d and -7d are due), the record moves to 9 April
+    let now = t("2026-03-27T00:00:00Z");
+    let moved = event("2026-04-09T10:00:00+02:00");
+    let plan = plan_record(&schedule, "berlin", Some(&moved), &old, now);
+    // Then the pending -1d is cancelled and the new -7d and -1d are added for the same record,
+    // and what is already due is left alone
+    assert_eq!(plan.cancel, vec!["evt-1/starts_at-1d".to_owned()]);
+    let added: Vec<(&str, &str, &str, Timestamp)> = plan
+        .add
+        .iter()
+        .map(|e| {
+            (
+                e.schedule_id.as_str(),
+                e.workflow_id.as_str(),
+                e.record.as_str(),
+                e.run.fire_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            ("nurture.0", "nurture", "berlin", t("2026-04-02T07:00:00Z")),
+            ("nurture.0", "nurture", "berlin", t("2026-04-08T07:00:00Z")),
+        ]
+    );
+    assert_eq!(plan.problem, None);
+    // When the record is deleted, its pending run goes and nothing is added
+    let gone = plan_record(&schedule, "berlin", None, &old, now);
+    assert_eq!((gone.cancel.len(), gone.add.len()), (1, 0));
+    // When its date cannot be read, the same, and the problem names the field
+    let broken = json!({"id": "evt-1", "starts_at": "soon"});
+    let bad = plan_record(&schedule, "berlin", Some(&broken), &old, now);
+    assert_eq!((bad.cancel.len(), bad.add.len()), (1, 0));
+    let problem = bad.problem.map(|e| e.to_string()).unwrap_or_default();
+    assert!(problem.contains("starts_at"), "{problem}");
+    // When nothing changed, there is nothing to do
+    let same = plan_record(
+        &schedule,
+        "berlin",
+        Some(&event("2026-04-02T10:00:00+02:00")),
+        &old,
+        now,
+    );
+    assert!(same.is_empty());
+}
+
 // ---- Errors -------------------------------------------------------------------------------
 
 #[test]

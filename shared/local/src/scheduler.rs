@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::SecondsFormat;
-use eventflow_engine::schedule::{self, PlannedRun, Schedule, ScheduleError};
+use eventflow_engine::schedule::{self, PlannedEntry, Schedule, ScheduleError};
 use eventflow_engine::{Timestamp, Trigger};
 use eventflow_ports::versions::{self, VersionError};
 use eventflow_ports::{ActionError, Clock, RecordStore, StoreError, VersionStore, Workflows};
@@ -38,7 +38,7 @@ use tokio::sync::{Mutex, Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::runtime::Runtime;
-use crate::schedules::{PlanChange, PlannedEntry};
+use crate::schedules::PlanChange;
 use crate::store::LocalStore;
 
 /// The collection whose records event-relative triggers are planned on.
@@ -638,9 +638,7 @@ pub async fn sync_store(store: &LocalStore, now: Timestamp) -> Result<SyncReport
     Ok(report)
 }
 
-/// Re-plans one event record's runs of one event-relative schedule. Runs already due are left
-/// for the next tick to start (they were owed before the change) unless a re-planned run
-/// takes their key.
+/// Re-plans one event record's runs of one event-relative schedule ([`schedule::plan_record`]).
 async fn replan_record(
     store: &LocalStore,
     schedule: &Schedule,
@@ -650,48 +648,25 @@ async fn replan_record(
     now: Timestamp,
     report: &mut SyncReport,
 ) -> Result<(), SchedulerError> {
-    let pending: Vec<PlannedRun> = old
-        .iter()
-        .filter(|e| e.run.fire_at > now)
-        .map(|e| e.run.clone())
-        .collect();
-    let fresh = match record {
-        None => Vec::new(),
-        Some(record) => match schedule::plan_event(&schedule.trigger, record, now) {
-            Ok(runs) => runs,
-            Err(error) => {
-                // An event without a usable date has nothing to plan: its pending runs go.
-                report.problems.push(PlanProblem {
-                    schedule_id: schedule.id.clone(),
-                    record: Some(key.to_owned()),
-                    error,
-                });
-                Vec::new()
-            }
-        },
-    };
-    let change = schedule::replan(&pending, fresh);
-    if change.cancel.is_empty() && change.add.is_empty() {
+    let plan = schedule::plan_record(schedule, key, record, old, now);
+    if let Some(error) = plan.problem.clone() {
+        report.problems.push(PlanProblem {
+            schedule_id: schedule.id.clone(),
+            record: Some(key.to_owned()),
+            error,
+        });
+    }
+    if plan.is_empty() {
         return Ok(());
     }
-    report.planned += change.add.len();
-    report.cancelled += change.cancel.len();
-    let add = change
-        .add
-        .into_iter()
-        .map(|run| PlannedEntry {
-            schedule_id: schedule.id.clone(),
-            workflow_id: schedule.workflow_id.clone(),
-            record: key.to_owned(),
-            run,
-        })
-        .collect();
+    report.planned += plan.add.len();
+    report.cancelled += plan.cancel.len();
     store
         .change_plan(
             &schedule.id,
             PlanChange {
-                cancel: change.cancel,
-                add,
+                cancel: plan.cancel,
+                add: plan.add,
             },
         )
         .await?;

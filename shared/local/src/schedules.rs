@@ -9,10 +9,9 @@
 //! A planned run and its index row are written and removed together, in one transaction, so
 //! the index never points at a run that is gone. Every write commits (fsync) before it returns.
 
-use eventflow_engine::{PlannedRun, Schedule, Timestamp};
+use eventflow_engine::{PlannedEntry, Schedule, Timestamp};
 use eventflow_ports::StoreResult;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::store::{LocalStore, RECORDS, backend, from_json, to_json};
@@ -27,16 +26,6 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> StoreResult<()> {
     tx.open_table(PLANNED).map_err(backend)?;
     tx.open_table(PLANNED_DUE).map_err(backend)?;
     Ok(())
-}
-
-/// One planned start of an event-relative trigger for one event record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PlannedEntry {
-    pub(crate) schedule_id: String,
-    pub(crate) workflow_id: String,
-    /// The key of the event record in the `events` collection.
-    pub(crate) record: String,
-    pub(crate) run: PlannedRun,
 }
 
 /// The planned runs to cancel and add for one event record and one schedule.

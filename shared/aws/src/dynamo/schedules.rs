@@ -19,8 +19,8 @@ use super::{
     DynamoStore, Item, body_item, delete_request, due_at, due_shard, is_conditional, n,
     put_request, s,
 };
-use crate::schedules::{DueItem, PlannedEntry, ScheduleStore, Stored};
-use eventflow_engine::schedule::Schedule;
+use crate::schedules::{DueItem, ScheduleStore, Stored};
+use eventflow_engine::schedule::{PlannedEntry, Schedule};
 
 /// The letter of the schedules' shards of the `due` index.
 const SHARD_PREFIX: char = 'S';
