@@ -263,22 +263,16 @@ impl MetricsQuery {
     /// [`MAX_METRIC_DAYS`] days (`day`).
     pub fn range(&self, now: Timestamp) -> ApiResult<MetricsRange> {
         let interval = self.interval.unwrap_or_default();
-        let (period, default_span, limit, unit, hint) = match interval {
+        let (default_span, limit, unit, hint) = match interval {
             Interval::Hour => (
-                TimeDelta::hours(1),
                 TimeDelta::days(1),
                 MAX_METRIC_HOURS,
                 "hours",
                 "narrow it, or group it by day (interval=day)",
             ),
-            Interval::Day => (
-                TimeDelta::days(1),
-                TimeDelta::days(30),
-                MAX_METRIC_DAYS,
-                "days",
-                "narrow it",
-            ),
+            Interval::Day => (TimeDelta::days(30), MAX_METRIC_DAYS, "days", "narrow it"),
         };
+        let period = interval.length();
         let to = self.to.unwrap_or_else(|| interval.start_of(now) + period);
         let from = interval.start_of(self.from.unwrap_or(to - default_span));
         if from >= to {

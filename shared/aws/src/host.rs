@@ -312,6 +312,8 @@ impl<S: AwsStore> Host<S> {
     ) -> (Commit, Checkpoint) {
         let mut commit = Commit::default();
         let now = self.now();
+        // The commit's log item is keyed by its first history entry: the next sequence number.
+        let logged_at = cp.seq + 1;
         for (event, answers) in events {
             let seed = seed_of(&event.id);
             let d = decide(version, cp, event, now, seed);
@@ -333,8 +335,7 @@ impl<S: AwsStore> Host<S> {
                             redelivered: false,
                         };
                         commit.dispatched.push(task.clone());
-                        // The commit's log item is at its first entry (set below).
-                        out.tasks.push(Logged { logged_at: 0, task });
+                        out.tasks.push(Logged { logged_at, task });
                     }
                     Command::ScheduleTimer { timer, at } => {
                         let record = TimerRecord {
@@ -353,10 +354,6 @@ impl<S: AwsStore> Host<S> {
                     }
                 }
             }
-        }
-        let logged_at = commit.history.first().map_or(0, |h| h.seq);
-        for t in &mut out.tasks {
-            t.logged_at = logged_at;
         }
         (commit, cp)
     }

@@ -4,7 +4,6 @@
 //! message is redelivered rather than anything being lost.
 
 use std::collections::HashMap;
-
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;

@@ -523,7 +523,9 @@ impl ExecutionStore for LocalStore {
                 let (k, v) = row.map_err(backend)?;
                 let hour =
                     chrono::DateTime::from_timestamp_millis(k.value().1).ok_or_else(|| {
-                        StoreError::Unavailable("a metric's hour is out of range".into())
+                        StoreError::backend(std::io::Error::other(
+                            "a metric's hour is out of range",
+                        ))
                     })?;
                 out.push(metrics::Aggregate {
                     workflow_id: workflow.clone(),

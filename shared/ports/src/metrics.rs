@@ -68,7 +68,7 @@ impl Sample {
 
 /// The start of the hour (UTC) `at` falls in.
 pub fn hour_of(at: Timestamp) -> Timestamp {
-    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+    Interval::Hour.start_of(at)
 }
 
 /// The histogram bucket of a value in milliseconds.
@@ -226,13 +226,17 @@ pub enum Interval {
 }
 
 impl Interval {
-    /// The start of the period `at` falls in.
-    pub fn start_of(self, at: Timestamp) -> Timestamp {
-        let step = match self {
+    /// How long one period is.
+    pub fn length(self) -> TimeDelta {
+        match self {
             Interval::Hour => TimeDelta::hours(1),
             Interval::Day => TimeDelta::days(1),
-        };
-        at.duration_trunc(step).unwrap_or(at)
+        }
+    }
+
+    /// The start of the period `at` falls in.
+    pub fn start_of(self, at: Timestamp) -> Timestamp {
+        at.duration_trunc(self.length()).unwrap_or(at)
     }
 }
 

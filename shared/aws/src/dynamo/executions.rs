@@ -399,15 +399,19 @@ impl DynamoStore {
 
     async fn commit_one(&self, c: &Commit) -> StoreResult<()> {
         // Every item is built, and refused when too large, before anything is written.
+        // A dispatch is kept only in its commit's log item, next to the history entry of the
+        // event that caused it.
+        if let Some(t) = c.dispatched.first()
+            && (c.checkpoint.is_none() || c.history.is_empty())
+        {
+            return Err(super::DynamoError::UnloggedDispatch {
+                execution_id: t.execution_id.clone(),
+                tasks: c.dispatched.len(),
+            }
+            .into());
+        }
         let batch = self.batch_of(c)?;
         let Some(cp) = &c.checkpoint else {
-            if let Some(t) = c.dispatched.first() {
-                return Err(super::DynamoError::UnloggedDispatch {
-                    execution_id: t.execution_id.clone(),
-                    tasks: c.dispatched.len(),
-                }
-                .into());
-            }
             return self.batch_write(batch.order).await;
         };
         let cp_item = self.checkpoint_item(cp)?;
@@ -448,11 +452,9 @@ impl DynamoStore {
             .map(drop)
     }
 
-    /// Items of this tenant (or, with `owner` `None`, of every tenant) in the `due` index's
-    /// shards of `kind`, due at or before `until` (any time when `None`): at most `want` from
-    /// each shard, earliest first within it.
-    /// The `due` entries of `kind` due by `until` (all when `None`), of the tenant `owner`
-    /// (every tenant's when `None`): keys only.
+    /// The keys of the `due` entries of `kind` of tenant `owner` (every tenant's when `None`),
+    /// due at or before `until` (any time when `None`): at most `want` from each shard,
+    /// earliest first within it.
     async fn due_items(
         &self,
         kind: Due,
@@ -523,9 +525,10 @@ impl DynamoStore {
             .map(|run| {
                 let tenant = self.tenant_of(run)?;
                 let pk = self.attr_s(run, "pk")?;
-                let prefix = format!("{tenant}#EX#");
-                let id = pk.strip_prefix(&prefix).unwrap_or(pk).to_owned();
-                Ok((tenant, id))
+                let id = pk.strip_prefix(&format!("{tenant}#EX#")).ok_or_else(|| {
+                    self.malformed(run, "a run's deadline on a key not `<t>#EX#<id>`")
+                })?;
+                Ok((tenant, id.to_owned()))
             })
             .collect()
     }
@@ -785,7 +788,7 @@ impl TimerStore for DynamoStore {
 fn deadline(now: Timestamp) -> Timestamp {
     let bucket = (TASK_DEADLINE / 3).num_milliseconds().max(1);
     let at = (now + TASK_DEADLINE).timestamp_millis();
-    let rounded = at.div_euclid(bucket) * bucket + if at % bucket == 0 { 0 } else { bucket };
+    let rounded = (at + bucket - 1).div_euclid(bucket) * bucket;
     DateTime::from_timestamp_millis(rounded).unwrap_or(now + TASK_DEADLINE)
 }
 
@@ -819,22 +822,14 @@ mod tests {
                 .expect("time")
         };
         // Every write between 10:00:00.001 and 10:05:00 puts the deadline at 10:20.
-        assert_eq!(
-            deadline(t("2026-03-01T10:00:00.001Z")),
-            t("2026-03-01T10:20:00Z")
-        );
-        assert_eq!(
-            deadline(t("2026-03-01T10:04:59Z")),
-            t("2026-03-01T10:20:00Z")
-        );
-        assert_eq!(
-            deadline(t("2026-03-01T10:05:00Z")),
-            t("2026-03-01T10:20:00Z")
-        );
-        assert_eq!(
-            deadline(t("2026-03-01T10:05:00.001Z")),
-            t("2026-03-01T10:25:00Z")
-        );
+        for (written, due) in [
+            ("2026-03-01T10:00:00.001Z", "2026-03-01T10:20:00Z"),
+            ("2026-03-01T10:04:59Z", "2026-03-01T10:20:00Z"),
+            ("2026-03-01T10:05:00Z", "2026-03-01T10:20:00Z"),
+            ("2026-03-01T10:05:00.001Z", "2026-03-01T10:25:00Z"),
+        ] {
+            assert_eq!(deadline(t(written)), t(due), "written at {written}");
+        }
         // Never earlier than a deadline after the write, never later than four thirds.
         for ms in (0..600_000).step_by(7_919) {
             let now = t("2026-03-01T10:00:00Z") + chrono::TimeDelta::milliseconds(ms);

@@ -20,7 +20,7 @@ use eventflow_engine::{Checkpoint, HistoryEntry};
 use eventflow_ports::{StoreError, StoreResult, Task};
 use serde::Deserialize;
 
-use super::{DynamoError, DynamoStore, Item, key, n, s};
+use super::{DynamoStore, Item, key, n, s};
 use crate::messages::Logged;
 
 /// The body of a log part, as read back (`log_items` writes it from each piece's JSON).
@@ -63,8 +63,8 @@ struct LogCommit {
 
 impl DynamoStore {
     /// The log items of a commit (part 0 first), built and size-checked before anything is
-    /// written. None when the commit has no history entry; dispatching attempts without one
-    /// is refused (the engine records every dispatch with the event that caused it).
+    /// written. None when the commit has no history entry (its caller refuses tasks without
+    /// one: the engine records every dispatch with the event that caused it).
     pub(crate) fn log_items(
         &self,
         execution_id: &str,
@@ -73,14 +73,7 @@ impl DynamoStore {
         written_at: i64,
     ) -> StoreResult<Vec<Item>> {
         let (Some(head), Some(tail)) = (entries.first(), entries.last()) else {
-            if tasks.is_empty() {
-                return Ok(Vec::new());
-            }
-            return Err(DynamoError::UnloggedDispatch {
-                execution_id: execution_id.to_owned(),
-                tasks: tasks.len(),
-            }
-            .into());
+            return Ok(Vec::new());
         };
         let (first, last) = (head.seq, tail.seq);
         // Each entry and task is serialized once; a part's body is their JSON put together

@@ -28,7 +28,6 @@ mod versions;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;

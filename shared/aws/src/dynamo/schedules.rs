@@ -64,11 +64,11 @@ impl DynamoStore {
         until: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<(String, DueItem)>> {
+        let until = due_at(until);
         let query = DueQuery {
-            until: Some(due_at(until)),
+            until: Some(until.clone()),
             ..DueQuery::default()
         };
-        let until = query.until.clone().unwrap_or_default();
         let keys = self.due_keys(SHARD_PREFIX, query, limit).await?;
         let found = self.full_items(&keys).await?;
         let mut out = Vec::with_capacity(found.len());
